@@ -1,0 +1,172 @@
+"""Settings: one frozen dataclass, read once from ``THUMBSVC_*`` environment variables."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+PREFIX = "THUMBSVC_"
+SAMPLES_DIR = Path(__file__).parent / "samples"
+DEFAULT_CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message names the variable and the value."""
+
+
+def _cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service needs to know, validated on construction.
+
+    With no ``keys`` the service runs the embedded development default: a random
+    per-process key, the bundled samples as media root and no remote sources.
+    """
+
+    keys: tuple[str, ...] = ()
+    media_root: str | None = None
+    allowed_sources: tuple[str, ...] = ()
+    allow_private_networks: tuple[str, ...] = ()
+    max_output_px: int = 4096
+    max_source_pixels: int = 50_000_000
+    max_source_bytes: int = 25_000_000
+    max_frames: int = 100
+    max_animation_pixels: int = 250_000_000
+    connect_timeout_s: float = 3.0
+    fetch_timeout_s: float = 10.0
+    max_redirects: int = 3
+    render_slots: int = field(default_factory=_cpu_count)
+    queue_size: int = -1  # -1: four per render slot
+    queue_timeout_s: float = 2.0
+    cache_bytes: int = 64_000_000
+    cache_ttl_s: float = 60.0
+    source_cache_bytes: int = 128_000_000
+    source_cache_ttl_s: float = 10.0
+    cache_control: str = DEFAULT_CACHE_CONTROL
+    error_max_age_s: int = 60
+    log_json: bool = False
+    dev_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+
+    def __post_init__(self) -> None:
+        if self.queue_size == -1:
+            object.__setattr__(self, "queue_size", 4 * self.render_slots)
+        for name in ("max_output_px", "max_source_pixels", "max_source_bytes", "max_frames", "render_slots"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"Config '{PREFIX}{name.upper()}' has value {getattr(self, name)!r}. Must be >= 1.")
+        for name in ("queue_size", "cache_bytes", "source_cache_bytes", "max_redirects", "error_max_age_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"Config '{PREFIX}{name.upper()}' has value {getattr(self, name)!r}. Must be >= 0.")
+        for name in ("connect_timeout_s", "fetch_timeout_s", "queue_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"Config '{PREFIX}{_env_name(name)}' has value {getattr(self, name)!r}. Must be > 0.")
+        for cidr in self.allow_private_networks:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"Config '{PREFIX}ALLOW_PRIVATE_NETWORKS' has value {cidr!r}. Not a CIDR network."
+                ) from exc
+        if self.media_root is not None and not Path(self.media_root).is_dir():
+            raise ConfigError(f"Config '{PREFIX}MEDIA_ROOT' has value {self.media_root!r}. Not a directory.")
+
+    @property
+    def dev_mode(self) -> bool:
+        """True when no key is configured: the embedded development default."""
+        return not self.keys
+
+    @property
+    def signing_keys(self) -> tuple[str, ...]:
+        return self.keys or (self.dev_key,)
+
+    @property
+    def effective_media_root(self) -> str | None:
+        if self.media_root is not None:
+            return self.media_root
+        return str(SAMPLES_DIR) if self.dev_mode else None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Given an environment, return Settings; raise ConfigError naming a bad variable."""
+        kwargs: dict[str, Any] = {}
+        known = {_env_name(f.name) for f in fields(cls) if f.name != "dev_key"} | {"KEY"}
+        for name, value in environ.items():
+            if name.startswith(PREFIX) and name[len(PREFIX) :] not in known | _CLI_NAMES:
+                raise ConfigError(f"Unknown setting '{name}'.")
+        for f in fields(cls):
+            if f.name == "dev_key":
+                continue
+            env = PREFIX + ("KEY" if f.name == "keys" else _env_name(f.name))
+            if env not in environ:
+                continue
+            raw = environ[env]
+            cast = _CASTS.get(f.name, _cast_for(f.type))
+            try:
+                kwargs[f.name] = cast(raw)
+            except ValueError as exc:
+                raise ConfigError(f"Config '{env}' has value {raw!r}. {exc}") from exc
+        return cls(**kwargs)
+
+
+# Variables read by the command line, not by Settings.
+_CLI_NAMES = {"HOST", "PORT", "WORKERS", "LIMIT_MAX_REQUESTS", "CORPUS"}
+
+
+def _env_name(name: str) -> str:
+    for suffix in ("_s",):
+        if name.endswith(suffix) and name not in ("max_source_bytes",):
+            name = name[: -len(suffix)]
+    return name.upper()
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _int(raw: str) -> int:
+    try:
+        return int(raw.strip().replace("_", ""))
+    except ValueError:
+        raise ValueError("Not a valid int.") from None
+
+
+def _float(raw: str) -> float:
+    try:
+        return float(raw.strip())
+    except ValueError:
+        raise ValueError("Not a valid number.") from None
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("Not a valid boolean.")
+
+
+def _str(raw: str) -> str:
+    return raw
+
+
+_CASTS: dict[str, Callable[[str], Any]] = {
+    "keys": _csv,
+    "allowed_sources": _csv,
+    "allow_private_networks": _csv,
+    "media_root": lambda raw: raw or None,
+}
+
+
+def _cast_for(type_name: object) -> Callable[[str], Any]:
+    return {"int": _int, "float": _float, "bool": _bool, "str": _str}.get(str(type_name), _str)

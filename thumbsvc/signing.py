@@ -1,0 +1,40 @@
+"""Sign and verify thumbnail paths with rotating keys (itsdangerous, HMAC-SHA256)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from itsdangerous import Signer
+
+SALT = "thumbsvc.url.v1"
+
+
+class PathSigner:
+    """Sign with the first key; verify against every key, in constant time.
+
+    ``keys`` is newest first, as in ``THUMBSVC_KEY=new,old``.
+    """
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        if not keys or any(not key for key in keys):
+            raise ValueError("at least one non-empty key is needed")
+        # itsdangerous signs with the last key of its list and verifies with all of them.
+        self._signer = Signer(
+            list(reversed(keys)),
+            salt=SALT,
+            key_derivation="hmac",
+            digest_method=hashlib.sha256,
+        )
+
+    def sign(self, payload: str) -> str:
+        """Return the URL-safe signature of ``payload``."""
+        return self._signer.get_signature(payload).decode("ascii")
+
+    def verify(self, payload: str, signature: str) -> bool:
+        """Return whether ``signature`` was made for exactly ``payload`` by one of our keys."""
+        try:
+            raw = signature.encode("ascii")
+        except UnicodeEncodeError:
+            return False
+        return self._signer.verify_signature(payload.encode("utf-8"), raw)
