@@ -1,8 +1,8 @@
 """Build signed thumbnail URLs. Depends on nothing heavier than itsdangerous.
 
-    >>> signer = URLSigner(key="secret", base_url="https://img.example.com")
-    >>> signer.url("photos/cat.jpg", width=300, height=200, fit="cover")  # doctest: +SKIP
-    'https://img.example.com/<sig>/300x200/fit:cover/photos/cat.jpg'
+>>> signer = URLSigner(key="secret", base_url="https://img.example.com")
+>>> signer.url("photos/cat.jpg", width=300, height=200, fit="cover")  # doctest: +SKIP
+'https://img.example.com/<sig>/300x200/fit:cover/photos/cat.jpg'
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ class Settings:
         """Given an environment, return Settings; raise ConfigError naming a bad variable."""
         kwargs: dict[str, Any] = {}
         known = {_env_name(f.name) for f in fields(cls) if f.name != "dev_key"} | {"KEY"}
-        for name, value in environ.items():
+        for name in environ:
             if name.startswith(PREFIX) and name[len(PREFIX) :] not in known | _CLI_NAMES:
                 raise ConfigError(f"Unknown setting '{name}'.")
         for f in fields(cls):

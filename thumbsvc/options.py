@@ -102,7 +102,7 @@ def make_options(
     fit: str = "contain",
     gravity: Gravity | list[float] = "center",
     crop: tuple[int, int, int, int] | list[int] | None = None,
-    format: str | None = None,  # noqa: A002 - the public keyword is "format"
+    format: str | None = None,
     quality: int | None = None,
     dpr: float = 1,
     background: str | None = None,
@@ -124,8 +124,8 @@ def make_options(
     if isinstance(dpr, int | float) and not isinstance(dpr, bool) and math.isfinite(dpr):
         dpr = float(dpr)
     if format is not None and isinstance(format, str):
-        format = format.lower()  # noqa: A001
-        format = "jpeg" if format == "jpg" else format  # noqa: A001
+        format = format.lower()
+        format = "jpeg" if format == "jpg" else format
     return RenderOptions(
         width=width,
         height=height,
@@ -234,8 +234,7 @@ def _is_int(value: object) -> bool:
 def _check_gravity(gravity: object) -> None:
     if isinstance(gravity, tuple):
         if len(gravity) != 2 or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1
-            for v in gravity
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1 for v in gravity
         ):
             raise ValueError(f"a focal point is (x, y) with 0 <= x, y <= 1, not {gravity!r}")
         if any(round(v, 4) != v for v in gravity):

@@ -1,0 +1,130 @@
+"""The benchmark workloads: which photos, which thumbnails, and the geometry each must have.
+
+W1 is six real 8-24 MP photos from the shared corpus, three thumbnails each (150x150 cover,
+400x300 contain, 1200x900 contain, JPEG q85). W2 is the same photos pre-shrunk to a 1600 px
+long edge (typical web uploads), built once into the bench cache folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+W1_NAMES = (
+    "lepton__iphone",
+    "exifsamples__HMD_Nokia_8.3_5G",
+    "exifsamples__42_IndexError",
+    "lepton__slrhills",
+    "leptonrs__zeros_in_dqt_tables",
+    "immich__craft-beer",
+)
+SIZES = ((150, 150, "cover"), (400, 300, "contain"), (1200, 900, "contain"))
+QUALITY = 85
+W2_LONG_EDGE = 1600
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One thumbnail: a source file and the box it must fit."""
+
+    name: str
+    path: str
+    width: int
+    height: int
+    fit: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.width}x{self.height} {self.fit}"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("THUMBSVC_BENCH_CACHE") or os.path.expanduser("~/.cache/thumbsvc-bench")
+    path = Path(root) / "data"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def corpus_photos() -> Path:
+    corpus = os.environ.get("THUMBSVC_CORPUS") or str(REPO.parent / "shared" / "corpus")
+    return Path(corpus) / "photos"
+
+
+def w1_photos(folder: str | Path | None = None) -> list[Path]:
+    """Return the W1 photos: every image in ``folder``, or the six corpus photos."""
+    if folder is not None:
+        found = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise SystemExit(f"no images in {folder}")
+        return found
+    paths = [corpus_photos() / f"{name}.jpg" for name in W1_NAMES]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise SystemExit(f"corpus photos missing: {', '.join(missing)} (set THUMBSVC_CORPUS or pass a folder)")
+    return paths
+
+
+def w2_photos(photos: list[Path], long_edge: int = W2_LONG_EDGE) -> list[Path]:
+    """Return the W1 photos shrunk to ``long_edge`` (upright, sRGB profile kept, JPEG q90), building them once."""
+    from PIL import Image, ImageOps
+
+    out = []
+    for src in photos:
+        stat = src.stat()
+        tag = hashlib.blake2b(f"{src.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode(), digest_size=4).hexdigest()
+        folder = cache_dir() / f"w2-{long_edge}-{tag}"
+        dest = folder / (src.stem + ".jpg")
+        if not dest.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            with Image.open(src) as opened:
+                icc = opened.info.get("icc_profile")
+                image = ImageOps.exif_transpose(opened)
+                if image.mode not in ("RGB", "L"):
+                    image = image.convert("RGB")
+                scale = long_edge / max(image.size)
+                if scale < 1:
+                    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+                    image = image.resize(size, Image.Resampling.LANCZOS)
+                buffer = io.BytesIO()
+                image.save(buffer, "JPEG", quality=90, icc_profile=icc)
+            tmp = dest.with_suffix(".tmp")
+            tmp.write_bytes(buffer.getvalue())
+            tmp.replace(dest)
+        out.append(dest)
+    return out
+
+
+def jobs_for(photos: list[Path]) -> list[Job]:
+    """Return the three thumbnails of each photo, photo by photo."""
+    return [Job(p.stem, str(p), w, h, fit) for p in photos for (w, h, fit) in SIZES]
+
+
+def expected_size(src_w: int, src_h: int, width: int, height: int, fit: str) -> tuple[int, int]:
+    """Return the output size thumbsvc's contract gives (no upscaling)."""
+    if fit == "contain":
+        scale = min(width / src_w, height / src_h, 1.0)
+        if scale == 1.0:
+            return src_w, src_h
+        if width / src_w <= height / src_h:
+            return width, max(1, round(src_h * scale))
+        return max(1, round(src_w * scale)), height
+    # cover: the exact box, or the largest box of that aspect the source allows.
+    if src_w >= width and src_h >= height:
+        return width, height
+    shrink = min(src_w / width, src_h / height)
+    return max(1, round(width * shrink)), max(1, round(height * shrink))
+
+
+def source_box(src_w: int, src_h: int, out_w: int, out_h: int, fit: str) -> tuple[float, float, float, float]:
+    """Return the (float) region of the upright source that an ideal ``fit`` maps onto ``out_w`` x ``out_h``."""
+    if fit != "cover":
+        return (0.0, 0.0, float(src_w), float(src_h))
+    scale = max(out_w / src_w, out_h / src_h)
+    crop_w, crop_h = out_w / scale, out_h / scale
+    left, top = (src_w - crop_w) / 2, (src_h - crop_h) / 2
+    return (left, top, left + crop_w, top + crop_h)

@@ -1,0 +1,136 @@
+"""``thumbsvc serve | url | check-config``: argparse over the library, no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from collections.abc import Sequence
+
+from thumbsvc.client import URLSigner
+from thumbsvc.config import ConfigError, Settings
+from thumbsvc.options import FITS, FORMATS, GRAVITIES
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = {"serve": serve, "url": url, "check-config": check_config}[args.command]
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"thumbsvc: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="thumbsvc", description="On-demand image thumbnails behind signed URLs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve_cmd = commands.add_parser("serve", help="run the HTTP service (uvicorn)")
+    serve_cmd.add_argument("--host", default=env.get("THUMBSVC_HOST", "127.0.0.1"))
+    serve_cmd.add_argument("--port", type=int, default=int(env.get("THUMBSVC_PORT", "8000")))
+    serve_cmd.add_argument("--workers", type=int, default=int(env.get("THUMBSVC_WORKERS", "1")))
+    serve_cmd.add_argument(
+        "--limit-max-requests",
+        type=int,
+        default=int(env.get("THUMBSVC_LIMIT_MAX_REQUESTS", "0")) or None,
+        help="recycle a worker after this many requests (0: never)",
+    )
+    serve_cmd.add_argument("--log-level", default="info")
+
+    url_cmd = commands.add_parser("url", help="print a signed thumbnail URL (key from THUMBSVC_KEY)")
+    url_cmd.add_argument("source")
+    url_cmd.add_argument("--base-url", default=env.get("THUMBSVC_BASE_URL", "http://127.0.0.1:8000"))
+    url_cmd.add_argument("--width", type=int)
+    url_cmd.add_argument("--height", type=int)
+    url_cmd.add_argument("--fit", choices=FITS, default="contain")
+    url_cmd.add_argument("--gravity", default="center", help=f"{', '.join(GRAVITIES)} or X,Y (0-1)")
+    url_cmd.add_argument("--crop", help="LEFT,TOP,WIDTH,HEIGHT in source pixels")
+    url_cmd.add_argument("--format", choices=FORMATS)
+    url_cmd.add_argument("--quality", type=int)
+    url_cmd.add_argument("--dpr", type=float, default=1.0)
+    url_cmd.add_argument("--background", help="#rrggbb or #rrggbbaa")
+    url_cmd.add_argument("--upscale", action="store_true")
+
+    commands.add_parser("check-config", help="validate THUMBSVC_* settings and print them")
+    return parser
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = Settings.from_env(os.environ)
+    if settings.dev_mode:
+        if not _is_loopback(args.host):
+            raise ConfigError(f"Development mode (no THUMBSVC_KEY) listens on loopback only, not {args.host!r}.")
+        if args.workers != 1:
+            raise ConfigError("Development mode (no THUMBSVC_KEY) runs one worker: its key is per process.")
+        print(f"thumbsvc: development mode on http://{args.host}:{args.port}/ (set THUMBSVC_KEY for production)")
+    uvicorn.run(
+        "thumbsvc.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        limit_max_requests=args.limit_max_requests,
+        log_level=args.log_level,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def url(args: argparse.Namespace) -> int:
+    key = os.environ.get("THUMBSVC_KEY")
+    if not key:
+        raise ConfigError("Config 'THUMBSVC_KEY' is not set: 'thumbsvc url' needs the key to sign with.")
+    gravity: object = args.gravity
+    if "," in args.gravity:
+        gravity = tuple(float(v) for v in args.gravity.split(","))
+    crop = tuple(int(v) for v in args.crop.split(",")) if args.crop else None
+    signer = URLSigner(key=key, base_url=args.base_url)
+    try:
+        print(
+            signer.url(
+                args.source,
+                width=args.width,
+                height=args.height,
+                fit=args.fit,
+                gravity=gravity,
+                crop=crop,
+                format=args.format,
+                quality=args.quality,
+                dpr=args.dpr,
+                background=args.background,
+                upscale=args.upscale,
+            )
+        )
+    except ValueError as exc:
+        print(f"thumbsvc: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def check_config(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(os.environ)
+    mode = "development" if settings.dev_mode else "production"
+    print(f"thumbsvc: configuration OK ({mode} mode)")
+    print(settings)
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

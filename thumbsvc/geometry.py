@@ -1,0 +1,153 @@
+"""Where the pixels go: pure arithmetic from a source size and options to a plan.
+
+Everything here is in the pixels of the upright image (after EXIF orientation) and
+floating point where Pillow's ``resize(box=…)`` takes floats, so the render step can
+map the plan onto a draft-reduced image by scaling alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from thumbsvc.options import RenderOptions
+
+# Named gravities as anchor fractions (x, y) of the free space.
+ANCHORS: dict[str, tuple[float, float]] = {
+    "center": (0.5, 0.5),
+    "smart": (0.5, 0.5),
+    "north": (0.5, 0.0),
+    "south": (0.5, 1.0),
+    "east": (1.0, 0.5),
+    "west": (0.0, 0.5),
+    "north-east": (1.0, 0.0),
+    "north-west": (0.0, 0.0),
+    "south-east": (1.0, 1.0),
+    "south-west": (0.0, 1.0),
+}
+
+
+class GeometryError(ValueError):
+    """The options cannot apply to this source (crop box outside it, output too large)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    region: tuple[float, float, float, float]  # (left, top, right, bottom) of the source to use
+    size: tuple[int, int]  # what the region is resized to
+    canvas: tuple[int, int]  # the output size (differs from size only for pad)
+    offset: tuple[int, int]  # where the resized region sits on the canvas
+
+    @property
+    def scale(self) -> float:
+        """Output pixels per source pixel (the larger of the two axes)."""
+        left, top, right, bottom = self.region
+        return max(self.size[0] / (right - left), self.size[1] / (bottom - top))
+
+
+def plan(
+    source_size: tuple[int, int],
+    options: RenderOptions,
+    *,
+    max_output_px: int,
+    focus: tuple[float, float] | None = None,
+) -> Plan:
+    """Given the upright source size and options, return the plan for the output.
+
+    ``focus`` overrides the gravity with a focal point (used for ``smart``).
+    Raise ``GeometryError`` if the crop box leaves the image or the output would
+    exceed ``max_output_px`` on a side.
+    """
+    src_w, src_h = source_size
+    left, top, reg_w, reg_h = _crop_region(source_size, options)
+    box_w, box_h = options.box
+    fit = options.fit
+
+    if box_w is None and box_h is None:
+        box_w, box_h, fit = reg_w, reg_h, "contain"
+    elif box_w is None or box_h is None:
+        # One side given: the other follows the aspect ratio, so every fit is contain.
+        if box_w is None:
+            assert box_h is not None
+            box_w = max(1, round(box_h * reg_w / reg_h))
+        else:
+            box_h = max(1, round(box_w * reg_h / reg_w))
+        fit = "contain"
+
+    if fit in ("contain", "pad"):
+        scale = min(box_w / reg_w, box_h / reg_h)
+        if not options.upscale:
+            scale = min(scale, 1.0)
+        size = (_clamp(round(reg_w * scale), 1, box_w), _clamp(round(reg_h * scale), 1, box_h))
+        region = (float(left), float(top), float(left + reg_w), float(top + reg_h))
+        if fit == "contain":
+            result = Plan(region, size, size, (0, 0))
+        else:
+            ax, ay = _anchor(options, focus)
+            offset = (round((box_w - size[0]) * ax), round((box_h - size[1]) * ay))
+            result = Plan(region, size, (box_w, box_h), offset)
+    else:
+        if not options.upscale:
+            # The largest output of exactly the requested aspect ratio that the source allows.
+            shrink = min(1.0, reg_w / box_w, reg_h / box_h)
+            if shrink < 1.0:
+                box_w, box_h = max(1, round(box_w * shrink)), max(1, round(box_h * shrink))
+        size = (box_w, box_h)
+        if fit == "fill":
+            region = (float(left), float(top), float(left + reg_w), float(top + reg_h))
+        else:
+            region = _cover_region((left, top, reg_w, reg_h), box_w / box_h, options, focus)
+        result = Plan(region, size, size, (0, 0))
+
+    if max(result.canvas) > max_output_px:
+        raise GeometryError(f"output {result.canvas} exceeds {max_output_px} px on a side")
+    del src_w, src_h
+    return result
+
+
+def _crop_region(source_size: tuple[int, int], options: RenderOptions) -> tuple[int, int, int, int]:
+    src_w, src_h = source_size
+    if options.crop is None:
+        return 0, 0, src_w, src_h
+    left, top, width, height = options.crop
+    if left + width > src_w or top + height > src_h:
+        raise GeometryError(f"crop box {options.crop} leaves the {src_w}x{src_h} image")
+    return left, top, width, height
+
+
+def _anchor(options: RenderOptions, focus: tuple[float, float] | None) -> tuple[float, float]:
+    if focus is not None:
+        return focus
+    if isinstance(options.gravity, tuple):
+        return options.gravity
+    return ANCHORS[options.gravity]
+
+
+def _cover_region(
+    region: tuple[int, int, int, int],
+    aspect: float,
+    options: RenderOptions,
+    focus: tuple[float, float] | None,
+) -> tuple[float, float, float, float]:
+    left, top, reg_w, reg_h = region
+    if reg_w / reg_h > aspect:
+        crop_w, crop_h = reg_h * aspect, float(reg_h)
+    else:
+        crop_w, crop_h = float(reg_w), reg_w / aspect
+    free_w, free_h = reg_w - crop_w, reg_h - crop_h
+    point = focus if focus is not None else (options.gravity if isinstance(options.gravity, tuple) else None)
+    if point is not None:
+        # A focal point is centred as far as the image allows.
+        x = _clamp_f(point[0] * reg_w - crop_w / 2, 0.0, free_w)
+        y = _clamp_f(point[1] * reg_h - crop_h / 2, 0.0, free_h)
+    else:
+        ax, ay = ANCHORS[str(options.gravity)]
+        x, y = free_w * ax, free_h * ay
+    return (left + x, top + y, left + x + crop_w, top + y + crop_h)
+
+
+def _clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(high, value))
+
+
+def _clamp_f(value: float, low: float, high: float) -> float:
+    return max(low, min(high, value))
