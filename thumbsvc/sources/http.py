@@ -1,18 +1,367 @@
-"""HTTP(S) origins. Placeholder until the remote loader lands: every remote source is refused."""
+"""HTTP(S) origins: one pooled httpx client per process, guarded at connect time.
+
+Every fetch, and every redirect hop, goes through the same three fences:
+
+1. the URL must be allowed by ``THUMBSVC_ALLOWED_SOURCES`` (``allowlist.py``);
+2. when a connection is opened, the host is resolved (in a worker thread, with a
+   deadline) and *every* address must be globally routable or inside
+   ``THUMBSVC_ALLOW_PRIVATE_NETWORKS`` (``netguard.py``); the socket then goes to
+   the address that was checked, so a second DNS answer (rebinding) cannot swap it.
+   The connection pool is keyed by host name, so ``Host`` and TLS SNI/certificate
+   checks use the name from the URL;
+3. the download has a total deadline and a byte cap that holds whatever the
+   ``Content-Length`` says and however the body is compressed.
+
+Origin answers map to our errors: 404/410 -> ``SourceNotFound``; any other 4xx ->
+``UpstreamError`` (a 401/403 means *we* are not let in: an origin problem, and a 502
+is not cached by a CDN, where a 404 would be); 5xx, bad TLS, refused connections,
+broken HTTP and too many redirects -> ``UpstreamError``; deadlines -> ``UpstreamTimeout``.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import socket
+import ssl
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from ipaddress import ip_address
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import httpcore
+import httpx
+from anyio import CapacityLimiter
+
+from thumbsvc import __version__
 from thumbsvc.config import Settings
-from thumbsvc.errors import Forbidden
+from thumbsvc.errors import BadRequest, Forbidden, SourceNotFound, SourceTooLarge, UpstreamError, UpstreamTimeout
 from thumbsvc.sources import SourceImage
+from thumbsvc.sources.allowlist import Allowlist
+from thumbsvc.sources.netguard import AddressGuard, IPAddress, parse_networks
+
+USER_AGENT = f"thumbsvc/{__version__} (image thumbnailer)"
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_CONNECTIONS = 100
+MAX_KEEPALIVE_CONNECTIONS = 20
+KEEPALIVE_EXPIRY_S = 5.0
+DNS_THREADS = 16
+
+# Given a host name and a port, return its addresses as strings. Blocking: runs in a worker thread.
+Resolver = Callable[[str, int], Sequence[str]]
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """Given a host name and port, return every address it resolves to (``getaddrinfo``, blocking)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """An httpcore network backend that connects only to checked addresses.
+
+    ``connect_tcp`` receives the host name of the URL. It resolves the name, refuses
+    the whole host with ``Forbidden`` if any answer is not allowed, and hands the
+    checked addresses (never the name) to the inner backend.
+    """
+
+    def __init__(
+        self,
+        guard: AddressGuard,
+        *,
+        resolver: Resolver = resolve_host,
+        inner: httpcore.AsyncNetworkBackend | None = None,
+        resolve_timeout_s: float = 3.0,
+    ) -> None:
+        self.guard = guard
+        self.resolver = resolver
+        self.inner = inner or httpcore.AnyIOBackend()
+        self.resolve_timeout_s = resolve_timeout_s
+        self._limiter = CapacityLimiter(DNS_THREADS)
+
+    async def lookup(self, host: str, port: int) -> list[IPAddress]:
+        """Given a host, return its addresses; raise ``Forbidden`` if any of them may not be connected to."""
+        try:
+            addresses = [ip_address(host)]
+        except ValueError:
+            addresses = [ip_address(answer) for answer in await self._resolve(host, port)]
+        for address in addresses:
+            reason = self.guard.refusal(address)
+            if reason is not None:
+                raise Forbidden(f"{host} resolves to {address} ({reason})", public_message="Source not allowed")
+        return addresses
+
+    async def _resolve(self, host: str, port: int) -> Sequence[str]:
+        try:
+            with anyio.fail_after(self.resolve_timeout_s):
+                answers = await anyio.to_thread.run_sync(
+                    self.resolver, host, port, limiter=self._limiter, abandon_on_cancel=True
+                )
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"resolving {host} took over {self.resolve_timeout_s} s") from exc
+        except (OSError, UnicodeError) as exc:
+            raise UpstreamError(f"cannot resolve {host}: {exc}") from exc
+        if not answers:
+            raise UpstreamError(f"{host} has no addresses")
+        return answers
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self.lookup(host, port)
+        failure: Exception | None = None
+        for address in addresses:
+            try:
+                return await self.inner.connect_tcp(
+                    str(address), port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise UpstreamError("unix sockets are not origins")
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+
+class _CoreStream(httpx.AsyncByteStream):
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for part in self._stream:
+            yield part
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over an httpcore pool whose connections go through ``GuardedBackend``.
+
+    httpcore errors are left as they are; ``HttpSource`` maps them to ours.
+    """
+
+    def __init__(self, backend: GuardedBackend, *, ssl_context: ssl.SSLContext) -> None:
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=MAX_CONNECTIONS,
+            max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
+            keepalive_expiry=KEEPALIVE_EXPIRY_S,
+            network_backend=backend,
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        response = await self._pool.handle_async_request(core_request)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_CoreStream(response.stream),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+
+@contextmanager
+def map_transport_errors(url: httpx.URL) -> Iterator[None]:
+    """Translate httpcore/httpx failures into ``UpstreamTimeout`` or ``UpstreamError``."""
+    try:
+        yield
+    except (httpcore.TimeoutException, httpx.TimeoutException, TimeoutError) as exc:
+        raise UpstreamTimeout(f"{url}: {type(exc).__name__} {exc}") from exc
+    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol, httpx.HTTPError) as exc:
+        raise UpstreamError(f"{url}: {type(exc).__name__} {exc}") from exc
+    except (httpx.InvalidURL, ssl.SSLError, OSError) as exc:
+        raise UpstreamError(f"{url}: {type(exc).__name__} {exc}") from exc
+
+
+class _Identity:
+    def decode(self, data: bytes, budget: int) -> bytes:
+        if len(data) > budget:
+            raise SourceTooLarge("body is over the byte limit")
+        return data
+
+    def finish(self) -> None:
+        return None
+
+
+class _Inflate:
+    """zlib/gzip decoding that never produces more than the remaining budget (a gzip bomb stops here)."""
+
+    def __init__(self, wbits: int) -> None:
+        self._inflater = zlib.decompressobj(wbits)
+
+    def decode(self, data: bytes, budget: int) -> bytes:
+        try:
+            out = self._inflater.decompress(data, budget + 1)
+        except zlib.error as exc:
+            raise UpstreamError(f"bad compressed body: {exc}") from exc
+        if len(out) > budget:
+            raise SourceTooLarge("decompressed body is over the byte limit")
+        return out
+
+    def finish(self) -> None:
+        if not self._inflater.eof:
+            raise UpstreamError("compressed body ends early")
+
+
+def _decoder(content_encoding: str) -> _Identity | _Inflate:
+    encoding = content_encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return _Identity()
+    if encoding in ("gzip", "x-gzip"):
+        return _Inflate(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return _Inflate(zlib.MAX_WBITS)
+    raise UpstreamError(f"unsupported Content-Encoding {content_encoding!r}")
 
 
 class HttpSource:
-    def __init__(self, settings: Settings) -> None:
+    """Fetch ``http(s)://`` sources for one process.
+
+    ``resolver``, ``network_backend`` and ``ssl_context`` replace the network edge
+    (DNS, sockets, trust roots); production leaves them unset.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        resolver: Resolver = resolve_host,
+        network_backend: httpcore.AsyncNetworkBackend | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.settings = settings
+        self.allowlist = Allowlist.parse(settings.allowed_sources)
+        self.guard = AddressGuard(parse_networks(settings.allow_private_networks))
+        self._resolver = resolver
+        self._network_backend = network_backend
+        self._ssl_context = ssl_context
+        self._client: httpx.AsyncClient | None = None
+
+    def _get_client(self) -> httpx.AsyncClient:
+        # Made on first use (inside the event loop) and again after aclose(), one per process.
+        if self._client is None:
+            settings = self.settings
+            backend = GuardedBackend(
+                self.guard,
+                resolver=self._resolver,
+                inner=self._network_backend,
+                resolve_timeout_s=settings.connect_timeout_s,
+            )
+            ssl_context = self._ssl_context or httpx.create_ssl_context()
+            self._client = httpx.AsyncClient(
+                transport=GuardedTransport(backend, ssl_context=ssl_context),
+                follow_redirects=False,
+                trust_env=False,  # no proxies or .netrc credentials from the environment
+                cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # origins cannot set state
+                timeout=httpx.Timeout(
+                    connect=settings.connect_timeout_s,
+                    read=settings.fetch_timeout_s,
+                    write=settings.fetch_timeout_s,
+                    pool=settings.connect_timeout_s,
+                ),
+                headers={"User-Agent": USER_AGENT, "Accept": "image/*", "Accept-Encoding": "identity"},
+            )
+        return self._client
 
     async def fetch(self, ref: str) -> SourceImage:
-        raise Forbidden("remote loader not available", public_message="Remote sources are not enabled")
+        """Given an absolute http(s) URL, return its bytes and a validator.
+
+        Raise ``Forbidden`` if the URL (or a redirect target) is not allowed or resolves
+        to a forbidden address, ``SourceTooLarge`` past ``max_source_bytes``,
+        ``SourceNotFound``, ``UpstreamError`` or ``UpstreamTimeout`` for origin failures.
+        """
+        try:
+            url = httpx.URL(ref)
+        except httpx.InvalidURL as exc:
+            raise BadRequest(f"bad source URL {ref!r}: {exc}", public_message="Malformed source URL") from exc
+        try:
+            with anyio.fail_after(self.settings.fetch_timeout_s):
+                data = await self._fetch(url)
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"{ref}: no answer within {self.settings.fetch_timeout_s} s") from exc
+        return SourceImage(data=data, validator=hashlib.blake2b(data, digest_size=16).hexdigest())
+
+    async def _fetch(self, url: httpx.URL) -> bytes:
+        client = self._get_client()
+        for _ in range(self.settings.max_redirects + 1):
+            self.allowlist.check(url)
+            with map_transport_errors(url):
+                async with client.stream("GET", url) as response:
+                    if response.status_code in REDIRECT_STATUSES:
+                        url = self._redirect_target(url, response)
+                        continue
+                    self._check_status(url, response)
+                    return await self._read_body(response)
+        raise UpstreamError(f"{url}: more than {self.settings.max_redirects} redirects")
+
+    @staticmethod
+    def _redirect_target(url: httpx.URL, response: httpx.Response) -> httpx.URL:
+        location = response.headers.get("location")
+        if not location:
+            raise UpstreamError(f"{url}: redirect {response.status_code} without Location")
+        try:
+            return url.join(location).copy_with(fragment=None)
+        except httpx.InvalidURL as exc:
+            raise UpstreamError(f"{url}: bad redirect Location {location!r}") from exc
+
+    @staticmethod
+    def _check_status(url: httpx.URL, response: httpx.Response) -> None:
+        status = response.status_code
+        if status in (200, 203):
+            return
+        if status in (404, 410):
+            raise SourceNotFound(f"{url}: origin answered {status}")
+        raise UpstreamError(f"{url}: origin answered {status}")
+
+    async def _read_body(self, response: httpx.Response) -> bytes:
+        limit = self.settings.max_source_bytes
+        declared = response.headers.get("content-length", "").strip()
+        if declared.isdigit() and int(declared) > limit:
+            raise SourceTooLarge(f"Content-Length {declared} is over {limit} bytes")
+        decoder = _decoder(response.headers.get("content-encoding", ""))
+        body = bytearray()
+        received = 0
+        async for chunk in response.aiter_raw():
+            received += len(chunk)
+            if received > limit:
+                raise SourceTooLarge(f"body is over {limit} bytes")
+            body += decoder.decode(chunk, limit - len(body))
+        decoder.finish()
+        return bytes(body)
 
     async def aclose(self) -> None:
-        return None
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
