@@ -8,7 +8,7 @@ only that is timed. Requests::
     {"op": "run", "path": p, "width": w, "height": h, "fit": f, "out": file-or-null}
 
 Each answer is one JSON line: ``{"ms": ..., "width": ..., "height": ..., "bytes": ..., "rss_kib": ...}``
-(``rss_kib`` is the process's peak resident set so far) or ``{"error": "..."}``.
+(``rss_kib`` is the process's peak resident set so far, VmHWM) or ``{"error": "..."}``.
 """
 
 from __future__ import annotations
@@ -69,16 +69,12 @@ def pillow_arm(draft: float | None = None) -> Arm:
 def thumbsvc_arm() -> Arm:
     """thumbsvc's own render path, exactly as the server calls it."""
     from thumbsvc.config import Settings
+    from thumbsvc.decode import configure
     from thumbsvc.options import make_options
     from thumbsvc.pipeline import Limits, render
 
     settings = Settings()
-    try:
-        from thumbsvc.decode import configure
-    except ImportError:
-        pass
-    else:
-        configure(settings)
+    configure(settings.max_source_pixels)
     limits = Limits.from_settings(settings)
 
     def run(data: bytes, width: int, height: int, fit: str) -> tuple[bytes, int, int]:
@@ -116,6 +112,19 @@ ARMS: dict[str, Callable[[], Arm]] = {
 }
 
 
+def peak_rss_kib() -> int:
+    """Return this process's peak resident set (VmHWM).
+
+    Not ``ru_maxrss``: Linux carries the parent's resident set at fork into the child's
+    ``ru_maxrss`` across exec, so a worker forked from a big parent would report the parent.
+    """
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # pragma: no cover - not Linux
+
+
 def main() -> None:
     name = sys.argv[1]
     # Keep the protocol channel clean: anything a library prints goes to stderr.
@@ -140,7 +149,7 @@ def main() -> None:
                 if request.get("out"):
                     with open(request["out"], "wb") as handle:
                         handle.write(out)
-                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                peak = peak_rss_kib()
                 answer = {"ms": elapsed * 1000, "width": width, "height": height, "bytes": len(out), "rss_kib": peak}
             else:
                 break

@@ -126,5 +126,5 @@ def source_box(src_w: int, src_h: int, out_w: int, out_h: int, fit: str) -> tupl
         return (0.0, 0.0, float(src_w), float(src_h))
     scale = max(out_w / src_w, out_h / src_h)
     crop_w, crop_h = out_w / scale, out_h / scale
-    left, top = (src_w - crop_w) / 2, (src_h - crop_h) / 2
-    return (left, top, left + crop_w, top + crop_h)
+    left, top = max(0.0, (src_w - crop_w) / 2), max(0.0, (src_h - crop_h) / 2)
+    return (left, top, min(float(src_w), left + crop_w), min(float(src_h), top + crop_h))
