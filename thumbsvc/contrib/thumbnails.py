@@ -61,10 +61,7 @@ def resolve_source(value: object, *, prefix: str = "") -> Source | None:
         text = os.fspath(value)
         return Source(str(text)) if text else None
     if hasattr(value, "field") and hasattr(value, "instance") and hasattr(value, "name"):
-        name = value.name
-        if not name:
-            return None
-        return Source(prefix + str(name), _field_file_size(value))
+        return Source(prefix + str(value.name), _field_file_size(value))
     raise TypeError(f"a thumbnail source is a path, a URL or a file field, not {type(value).__name__}")
 
 
@@ -232,8 +229,6 @@ class Thumbnailer:
                         continue
                     seen.add(size)
                 entries.append((self.signer.url(spec.source.ref, **variant), f"{density:g}x"))
-        if not entries:
-            raise ValueError("a srcset needs at least one width or density")
         return entries
 
     def _spec(self, value: object, width: Any, height: Any, kwargs: dict[str, Any], *, kind: str) -> _Spec | None:
