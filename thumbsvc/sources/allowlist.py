@@ -145,7 +145,7 @@ def _parse_prefix(text: str, bad: Callable[[str], ConfigError]) -> Rule:
     if "*" in text:
         raise bad("A URL prefix may not contain a wildcard.")
     raw_path = url.raw_path.decode("ascii")
-    if not _path_is_clean(raw_path):
+    if not _path_is_clean(raw_path) or not _path_is_clean(text.partition("://")[2].partition("/")[2]):
         raise bad("A URL prefix may not contain '.' or '..' segments.")
     port = url.port if url.port is not None else _SCHEME_PORTS[url.scheme]
     if not 0 < port < 65536:

@@ -21,6 +21,7 @@ broken HTTP and too many redirects -> ``UpstreamError``; deadlines -> ``Upstream
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 import ssl
 import zlib
@@ -40,10 +41,11 @@ from thumbsvc import __version__
 from thumbsvc.config import Settings
 from thumbsvc.errors import BadRequest, Forbidden, SourceNotFound, SourceTooLarge, UpstreamError, UpstreamTimeout
 from thumbsvc.sources import SourceImage
-from thumbsvc.sources.allowlist import Allowlist
+from thumbsvc.sources.allowlist import SCHEMES, Allowlist
 from thumbsvc.sources.netguard import AddressGuard, IPAddress, parse_networks
 
 USER_AGENT = f"thumbsvc/{__version__} (image thumbnailer)"
+_SCHEME = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*):")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_CONNECTIONS = 100
 MAX_KEEPALIVE_CONNECTIONS = 20
@@ -246,6 +248,28 @@ def _decoder(content_encoding: str) -> _Identity | _Inflate:
     raise UpstreamError(f"unsupported Content-Encoding {content_encoding!r}")
 
 
+def redirect_target(url: httpx.URL, response: httpx.Response) -> httpx.URL:
+    """Given a URL and its redirect response, return the next URL.
+
+    Raise ``Forbidden`` for a Location with a scheme other than http(s), ``UpstreamError`` if it is missing or broken.
+    """
+    location = response.headers.get("location")
+    if not location:
+        raise UpstreamError(f"{url}: redirect {response.status_code} without Location")
+    scheme = _SCHEME.match(location)
+    if scheme and scheme.group(1).lower() not in SCHEMES:
+        raise Forbidden(f"{url}: redirect to a {scheme.group(1)!r} URL", public_message="Source not allowed")
+    try:
+        return url.join(location).copy_with(fragment=None)
+    except httpx.InvalidURL as exc:
+        raise UpstreamError(f"{url}: bad redirect Location {location!r}") from exc
+
+
+async def _check_redirect(response: httpx.Response) -> None:
+    if response.status_code in REDIRECT_STATUSES:
+        redirect_target(response.request.url, response)
+
+
 class HttpSource:
     """Fetch ``http(s)://`` sources for one process.
 
@@ -292,6 +316,9 @@ class HttpSource:
                     pool=settings.connect_timeout_s,
                 ),
                 headers={"User-Agent": USER_AGENT, "Accept": "image/*", "Accept-Encoding": "identity"},
+                # httpx works out a redirect's next request even when not following it, and
+                # some Location values (``javascript:...``) make that raise: judge them first.
+                event_hooks={"response": [_check_redirect]},
             )
         return self._client
 
@@ -320,21 +347,11 @@ class HttpSource:
             with map_transport_errors(url):
                 async with client.stream("GET", url) as response:
                     if response.status_code in REDIRECT_STATUSES:
-                        url = self._redirect_target(url, response)
+                        url = redirect_target(url, response)
                         continue
                     self._check_status(url, response)
                     return await self._read_body(response)
         raise UpstreamError(f"{url}: more than {self.settings.max_redirects} redirects")
-
-    @staticmethod
-    def _redirect_target(url: httpx.URL, response: httpx.Response) -> httpx.URL:
-        location = response.headers.get("location")
-        if not location:
-            raise UpstreamError(f"{url}: redirect {response.status_code} without Location")
-        try:
-            return url.join(location).copy_with(fragment=None)
-        except httpx.InvalidURL as exc:
-            raise UpstreamError(f"{url}: bad redirect Location {location!r}") from exc
 
     @staticmethod
     def _check_status(url: httpx.URL, response: httpx.Response) -> None:
