@@ -7,17 +7,20 @@ header, and the caller decodes (``load``) after choosing a draft scale.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, PngImagePlugin, UnidentifiedImageError
 
 from thumbsvc.errors import SourceTooLarge, ThumbError, UnprocessableSource, UnsupportedFormat
 
 # Formats we decode. Anything else (SVG, PDF, PostScript, TIFF, BMP, PSD, ...) is refused at open.
 BASE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF")  # JPEG also opens multi-picture (MPO) files
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,17 +90,25 @@ def open_image(data: bytes, limits: Limits) -> Image.Image:
     """
     if not data:
         raise UnsupportedFormat("empty source")
+    if data.startswith(PNG_SIGNATURE):
+        check_png_chunks(data)
     with pillow_errors():
         image = Image.open(io.BytesIO(data), formats=allowed_formats())
-        check_dimensions(image, limits)
+        check_dimensions(image, limits, data)
     return image
 
 
-def check_dimensions(image: Image.Image, limits: Limits) -> None:
-    """Raise ``SourceTooLarge`` if the header declares more pixels or frames than allowed."""
+def check_dimensions(image: Image.Image, limits: Limits, data: bytes = b"") -> None:
+    """Raise ``SourceTooLarge`` if the header declares more pixels or frames than allowed.
+
+    For GIF the canvas is what the decoder will grow to (a frame may lie outside the
+    logical screen), read from the frame descriptors without decoding any pixels.
+    """
     width, height = image.size
     if width < 1 or height < 1:
         raise UnprocessableSource(f"image declares {width}x{height}")
+    if image.format == "GIF":
+        width, height = gif_canvas(data, (width, height))
     if width * height > limits.max_source_pixels:
         raise SourceTooLarge(f"{width}x{height} is over {limits.max_source_pixels} pixels")
     frames = frame_count(image)
@@ -105,6 +116,85 @@ def check_dimensions(image: Image.Image, limits: Limits) -> None:
         raise SourceTooLarge(f"{frames} frames is over {limits.max_frames}")
     if frames > 1 and frames * width * height > limits.max_animation_pixels:
         raise SourceTooLarge(f"{frames}x{width}x{height} is over the animation budget")
+
+
+def gif_canvas(data: bytes, screen: tuple[int, int]) -> tuple[int, int]:
+    """Given GIF bytes, return the logical screen grown to cover every frame's extent.
+
+    Pillow enlarges its canvas to a frame that lies outside the screen, so a 44-byte
+    file can declare frames that need gigapixels. Only block headers are walked; a
+    truncated stream ends the walk (the decoder reports it later).
+    """
+    width, height = screen
+    if len(data) < 13:
+        return width, height
+    pos = 13 + _colour_table_size(data[10])
+    while pos < len(data):
+        block = data[pos]
+        if block == 0x21:  # extension: label, then data sub-blocks
+            pos = _skip_sub_blocks(data, pos + 2)
+        elif block == 0x2C and pos + 10 <= len(data):  # image descriptor
+            left, top, frame_w, frame_h = struct.unpack_from("<4H", data, pos + 1)
+            width, height = max(width, left + frame_w), max(height, top + frame_h)
+            pos = _skip_sub_blocks(data, pos + 11 + _colour_table_size(data[pos + 9]))
+        else:  # trailer, garbage or truncation
+            break
+    return width, height
+
+
+def check_png_chunks(data: bytes) -> None:
+    """Raise ``SourceTooLarge`` if a compressed PNG text or profile chunk inflates past Pillow's chunk limit.
+
+    Pillow refuses such a chunk too, but with a ``ValueError`` that looks like any other
+    corrupt file; a zlib bomb is a size problem, so it is found here and answered 413.
+    Only the chunks before the image data are read, and each inflates at most one byte
+    past the limit.
+    """
+    limit = PngImagePlugin.MAX_TEXT_CHUNK
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        body = data[pos + 8 : pos + 8 + length]
+        if kind in (b"IDAT", b"IEND"):
+            return
+        compressed = _compressed_payload(kind, body)
+        if compressed is not None:
+            inflater = zlib.decompressobj()
+            try:
+                size = len(inflater.decompress(compressed, limit + 1))
+            except zlib.error:
+                return  # corrupt, not large: the decoder reports it
+            if size > limit:
+                raise SourceTooLarge(f"PNG {kind.decode('latin-1')} chunk inflates past {limit} bytes")
+        pos += 12 + length
+
+
+def _compressed_payload(kind: bytes, body: bytes) -> bytes | None:
+    """Return the zlib stream of a zTXt, compressed iTXt or iCCP chunk, else None."""
+    if kind in (b"zTXt", b"iCCP"):
+        keyword_end = body.find(b"\0")
+        return body[keyword_end + 2 :] if keyword_end >= 0 else None
+    if kind == b"iTXt":
+        keyword_end = body.find(b"\0")
+        if keyword_end < 0 or len(body) < keyword_end + 3 or body[keyword_end + 1] != 1:
+            return None
+        language_end = body.find(b"\0", keyword_end + 3)
+        translated_end = body.find(b"\0", language_end + 1) if language_end >= 0 else -1
+        return body[translated_end + 1 :] if translated_end >= 0 else None
+    return None
+
+
+def _colour_table_size(flags: int) -> int:
+    return 3 << ((flags & 0x07) + 1) if flags & 0x80 else 0
+
+
+def _skip_sub_blocks(data: bytes, pos: int) -> int:
+    while pos < len(data):
+        size = data[pos]
+        pos += 1 + size
+        if size == 0:
+            break
+    return pos
 
 
 def frame_count(image: Image.Image) -> int:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from PIL import Image
+
+from thumbsvc.animation import loop_options
 
 MEDIA_TYPES = {
     "jpeg": "image/jpeg",
@@ -16,6 +19,9 @@ MEDIA_TYPES = {
 # Output kind for each source format when the URL asks for none.
 SOURCE_KINDS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "AVIF": "avif"}
 DEFAULT_QUALITY = {"jpeg": 82, "webp": 80, "avif": 60}
+WEBP_METHOD = 4
+AVIF_SPEED = 8
+PNG_COMPRESS_LEVEL = 6
 ALPHA_FORMATS = frozenset({"png", "webp", "avif", "gif"})
 # JPEGs larger than this many pixels are written progressive: smaller and they render early.
 PROGRESSIVE_MIN_PIXELS = 100 * 100
@@ -60,26 +66,74 @@ def output_kind(requested: str | None, source_format: str | None, accept_bucket:
 
 
 def encode(image: Image.Image, fmt: str, quality: int | None = None) -> tuple[bytes, str]:
-    """Given an RGB/RGBA/L/LA/P image, return its encoded bytes and media type. No metadata is written."""
+    """Given an RGB/RGBA/L/LA image, return its encoded bytes and media type.
+
+    No metadata is written: ``image.info`` (EXIF, XMP, ICC profile, comments carried over
+    from the source) is cleared first, so Pillow's writers cannot copy any of it.
+    """
+    image.info = {}
     buffer = io.BytesIO()
     if fmt == "jpeg":
         pixels = image.width * image.height
+        progressive = pixels >= PROGRESSIVE_MIN_PIXELS
         image.save(
             buffer,
             "JPEG",
             quality=quality or DEFAULT_QUALITY["jpeg"],
-            progressive=pixels >= PROGRESSIVE_MIN_PIXELS,
-            optimize=pixels < PROGRESSIVE_MIN_PIXELS,
+            progressive=progressive,
+            optimize=not progressive,  # progressive scans always get optimal Huffman tables
             subsampling="4:2:0",
         )
     elif fmt == "webp":
-        image.save(buffer, "WEBP", quality=quality or DEFAULT_QUALITY["webp"], method=4)
+        image.save(buffer, "WEBP", quality=quality or DEFAULT_QUALITY["webp"], method=WEBP_METHOD)
     elif fmt == "avif":
-        image.save(buffer, "AVIF", quality=quality or DEFAULT_QUALITY["avif"], speed=8)
+        image.save(buffer, "AVIF", quality=quality or DEFAULT_QUALITY["avif"], speed=AVIF_SPEED)
     elif fmt == "png":
-        image.save(buffer, "PNG", compress_level=6)
+        image.save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
     elif fmt == "gif":
-        image.save(buffer, "GIF", optimize=False)
+        _binary_alpha(image).save(buffer, "GIF", optimize=False)
     else:  # pragma: no cover - options.py only lets known formats through
         raise ValueError(f"unknown output format {fmt!r}")
     return buffer.getvalue(), MEDIA_TYPES[fmt]
+
+
+def encode_animation(
+    frames: list[Image.Image], durations_ms: list[int], fmt: str, quality: int | None, plays: int
+) -> tuple[bytes, str]:
+    """Given equally sized frames, their durations and the play count (0 = forever), return the animation.
+
+    Every frame is complete (the writers compute their own deltas). Consecutive identical
+    frames may be merged by the writer, which adds up their durations.
+    """
+    mode = "RGBA" if any(frame.mode in ("RGBA", "LA") for frame in frames) else "RGB"
+    frames = [frame if frame.mode == mode else frame.convert(mode) for frame in frames]
+    for frame in frames:
+        frame.info = {}
+    options: dict[str, Any] = {"save_all": True, "append_images": frames[1:], "duration": durations_ms}
+    options.update(loop_options(fmt, plays))
+    if fmt == "gif":
+        frames = [_binary_alpha(frame) for frame in frames]
+        options.update(append_images=frames[1:], optimize=False)
+        if mode == "RGBA":
+            options["disposal"] = 2  # each frame is whole: clear, do not draw over the last one
+    elif fmt == "webp":
+        options.update(quality=quality or DEFAULT_QUALITY["webp"], method=WEBP_METHOD)
+    elif fmt == "avif":
+        options.update(quality=quality or DEFAULT_QUALITY["avif"], speed=AVIF_SPEED)
+    elif fmt == "png":
+        options.update(compress_level=PNG_COMPRESS_LEVEL)
+    else:  # pragma: no cover - pipeline only animates into ANIMATED_KINDS
+        raise ValueError(f"{fmt!r} cannot hold an animation")
+    buffer = io.BytesIO()
+    frames[0].save(buffer, fmt.upper(), **options)
+    return buffer.getvalue(), MEDIA_TYPES[fmt]
+
+
+def _binary_alpha(image: Image.Image) -> Image.Image:
+    """GIF has one transparent palette entry: make every pixel fully opaque or fully clear (at 50%)."""
+    if image.mode != "RGBA":
+        return image
+    alpha = image.getchannel("A").point(lambda value: 255 if value >= 128 else 0)
+    result = image.copy()
+    result.putalpha(alpha)
+    return result

@@ -1,8 +1,13 @@
 """The render step: source bytes and options in, encoded thumbnail out.
 
-``render`` runs in a worker thread, never on the event loop. It is an ordered list
-of small steps over one image: open (header only) → plan → draft → decode → orient →
-normalise mode → resize (in premultiplied alpha) → pad → flatten → encode.
+``render`` runs in a worker thread, never on the event loop. It is an ordered list of
+small steps over one image::
+
+    open (header only, limits) → orientation → output kind → plan → draft (JPEG DCT scaling)
+    → decode → orient → normalise mode → [smart focus] → resize (premultiplied alpha)
+    → to sRGB (ICC / CMYK, on the small image) → pad → flatten → encode (no metadata)
+
+An animation runs the per-frame steps on every frame and is encoded whole.
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ from dataclasses import dataclass
 
 from PIL import ExifTags, Image
 
+from thumbsvc import animation, color, smartcrop
 from thumbsvc.decode import Limits, open_image, pillow_errors
-from thumbsvc.encoding import ALPHA_FORMATS, encode, negotiate, output_kind
+from thumbsvc.encoding import ALPHA_FORMATS, encode, encode_animation, negotiate, output_kind
 from thumbsvc.errors import BadRequest
 from thumbsvc.geometry import GeometryError, Plan, plan
 from thumbsvc.options import RenderOptions
+
+__all__ = ["Limits", "Rendered", "read_orientation", "render", "upright_size"]
 
 # Decode JPEGs at the smallest DCT scale that still leaves this many source pixels per
 # output pixel, so the final resample has real detail to work from.
@@ -24,7 +32,7 @@ DRAFT_OVERSAMPLE = 2.0
 REDUCING_GAP = 3.0
 
 # Bump whenever a change to the pipeline changes its output: it is part of every ETag.
-RENDER_VERSION = "1"
+RENDER_VERSION = "2"
 
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -43,6 +51,18 @@ class Rendered:
     media_type: str
     width: int
     height: int
+    frames: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """What every frame of one render shares."""
+
+    options: RenderOptions
+    kind: str
+    upright: tuple[int, int]
+    orientation: int
+    icc_profile: bytes | None
 
 
 def render(data: bytes, options: RenderOptions, limits: Limits, accept: str | None = None) -> Rendered:
@@ -55,33 +75,89 @@ def render(data: bytes, options: RenderOptions, limits: Limits, accept: str | No
     with pillow_errors():
         orientation = read_orientation(image)
         upright = upright_size(image.size, orientation)
+        animated = animation.is_animated(image)
         kind = output_kind(
             options.format,
             image.format,
             negotiate(accept) if options.format == "auto" else "",
-            has_alpha(image),
+            color.has_alpha(image),
         )
+        icc = image.info.get("icc_profile")
+        job = Job(options, kind, upright, orientation, icc if isinstance(icc, bytes) else None)
         layout = make_plan(upright, options, limits)
+        if animated and kind in animation.ANIMATED_KINDS:
+            return render_animation(image, job, layout, limits)
         draft(image, layout, upright, orientation)
         image.load()
-        image = orient(image, orientation)
-        image = normalise_mode(image)
-        image = resize(image, layout, upright)
-        image = pad(image, layout, options, kind)
-        image = flatten(image, options, kind)
-        body, media_type = encode(image, kind, options.quality)
-    return Rendered(body, media_type, image.width, image.height)
+        frame = prepare(image, job)
+        layout = smart_plan(frame, job, layout, limits)
+        frame = finish(frame, job, layout)
+        body, media_type = encode(frame, kind, options.quality)
+    return Rendered(body, media_type, frame.width, frame.height)
 
 
-def make_plan(upright: tuple[int, int], options: RenderOptions, limits: Limits) -> Plan:
+def render_animation(image: Image.Image, job: Job, layout: Plan, limits: Limits) -> Rendered:
+    """Render every frame with one plan (smart focus from the first frame) and encode them together."""
+    plays = animation.source_plays(image)
+    frames: list[Image.Image] = []
+    durations: list[int] = []
+    for index, source in enumerate(animation.read_frames(image)):
+        frame = prepare(source.image, job)
+        if index == 0:
+            layout = smart_plan(frame, job, layout, limits)
+        frame = finish(frame, job, layout)
+        # Steps that change nothing hand back the opened image itself, which the next seek overwrites.
+        frames.append(frame.copy() if frame is source.image else frame)
+        durations.append(source.duration_ms)
+    body, media_type = encode_animation(frames, durations, job.kind, job.options.quality, plays)
+    return Rendered(body, media_type, frames[0].width, frames[0].height, len(frames))
+
+
+def prepare(image: Image.Image, job: Job) -> Image.Image:
+    """Decoded pixels to an upright image in a working mode (L, LA, RGB, RGBA, CMYK)."""
+    return color.normalise_mode(orient(image, job.orientation))
+
+
+def finish(image: Image.Image, job: Job, layout: Plan) -> Image.Image:
+    """An upright working image to the output's pixels: resize, sRGB, pad, flatten."""
+    image = resize(image, layout, job.upright)
+    image = color.to_srgb(image, job.icc_profile)
+    image = pad(image, layout, job.options, job.kind)
+    return flatten(image, job.options, job.kind)
+
+
+def make_plan(
+    upright: tuple[int, int], options: RenderOptions, limits: Limits, focus: tuple[float, float] | None = None
+) -> Plan:
     try:
-        return plan(upright, options, max_output_px=limits.max_output_px)
+        return plan(upright, options, max_output_px=limits.max_output_px, focus=focus)
     except GeometryError as exc:
         raise BadRequest(str(exc), public_message=f"Options do not fit the image: {exc}") from exc
 
 
+def smart_plan(image: Image.Image, job: Job, layout: Plan, limits: Limits) -> Plan:
+    """For ``gravity=smart`` on a cover crop, re-plan around the subject of the (decoded, upright) image."""
+    options = job.options
+    region = layout.region
+    whole = options.crop or (0, 0, *job.upright)
+    if options.gravity != "smart" or options.fit != "cover":
+        return layout
+    if math.isclose(region[2] - region[0], whole[2]) and math.isclose(region[3] - region[1], whole[3]):
+        return layout  # the crop takes the whole region: nothing to choose
+    fx, fy = image.width / job.upright[0], image.height / job.upright[1]
+    left, top, width, height = whole
+    box = (left * fx, top * fy, (left + width) * fx, (top + height) * fy)
+    focus = smartcrop.focus_point(image, box, layout.size[0] / layout.size[1])
+    return make_plan(job.upright, options, limits, focus=focus)
+
+
 def read_orientation(image: Image.Image) -> int:
-    """Return the EXIF orientation (1-8); a missing or broken EXIF block means 1."""
+    """Return the EXIF orientation (1-8); a missing or broken EXIF block means 1.
+
+    Pillow's ``getexif`` also reads the orientation of PNG eXIf chunks, ImageMagick's
+    text chunks, XMP ``tiff:Orientation`` and AVIF ``irot``/``imir`` boxes (which the
+    AVIF decoder does not apply itself), so one lookup covers every format.
+    """
     try:
         value = image.getexif().get(ExifTags.Base.Orientation, 1)
     except Exception:
@@ -91,10 +167,6 @@ def read_orientation(image: Image.Image) -> int:
 
 def upright_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
     return (size[1], size[0]) if orientation >= 5 else size
-
-
-def has_alpha(image: Image.Image) -> bool:
-    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
 
 
 def draft(image: Image.Image, layout: Plan, upright: tuple[int, int], orientation: int) -> None:
@@ -111,23 +183,6 @@ def draft(image: Image.Image, layout: Plan, upright: tuple[int, int], orientatio
 def orient(image: Image.Image, orientation: int) -> Image.Image:
     method = _TRANSPOSE.get(orientation)
     return image.transpose(method) if method is not None else image
-
-
-def normalise_mode(image: Image.Image) -> Image.Image:
-    """Return the image in one of L, LA, RGB, RGBA."""
-    mode = image.mode
-    if mode in ("L", "LA", "RGB", "RGBA"):
-        return image
-    if mode in ("P", "PA"):
-        return image.convert("RGBA" if has_alpha(image) else "RGB")
-    if mode == "1":
-        return image.convert("L")
-    if mode.startswith("I") or mode == "F":
-        # 16-bit and 32-bit greys: scale to 8 bits instead of clipping at 255.
-        return image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
-    if mode == "CMYK":
-        return image.convert("RGB")
-    return image.convert("RGBA" if has_alpha(image) else "RGB")
 
 
 def resize(image: Image.Image, layout: Plan, upright: tuple[int, int]) -> Image.Image:

@@ -1,0 +1,119 @@
+"""Colour: decoded pixels to 8-bit sRGB that needs no profile.
+
+Two steps around the resize. ``normalise_mode`` (before) collapses palette, bilevel
+and 16-bit modes into L, LA, RGB, RGBA or CMYK, applying a tRNS transparent colour.
+``to_srgb`` (after, on the small image, so it costs almost nothing) converts through the
+embedded ICC profile with LittleCMS (relative colorimetric with black-point
+compensation) and turns CMYK into RGB. The output then carries no profile: untagged
+pixels are sRGB by convention, so nothing in the file can contradict them.
+
+CMYK without an embedded profile uses Pillow's built-in conversion
+(``R = 255 - min(255, C + K)``, ...). No freely licensed CMYK press profile could be
+bundled, so such files come out right-way-round but more saturated than a
+profile-aware viewer shows them (see docs/rendering.md).
+"""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+
+from PIL import Image, ImageChops, ImageCms
+
+# The profile colour space (ICC header field) each of our working modes needs.
+PROFILE_SPACES = {"L": "GRAY", "LA": "GRAY", "RGB": "RGB", "RGBA": "RGB", "CMYK": "CMYK"}
+# A transform whose output differs from its input by at most this much on every probe
+# colour is an sRGB profile under another name: skip it.
+IDENTITY_TOLERANCE = 1
+CMS_ERRORS = (ImageCms.PyCMSError, OSError, ValueError, TypeError)
+
+
+def has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+
+
+def normalise_mode(image: Image.Image) -> Image.Image:
+    """Return the image in one of L, LA, RGB, RGBA, CMYK (a tRNS colour becomes alpha)."""
+    mode = image.mode
+    if mode in ("L", "RGB") and "transparency" in image.info:
+        return image.convert(mode + "A")
+    if mode in ("L", "LA", "RGB", "RGBA", "CMYK"):
+        return image
+    if mode in ("P", "PA"):
+        return image.convert("RGBA" if has_alpha(image) else "RGB")
+    if mode == "1":
+        return image.convert("L")
+    if mode.startswith("I") or mode == "F":
+        # 16-bit greys: scale to 8 bits instead of clipping at 255.
+        grey = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
+        return grey.convert("LA") if "transparency" in image.info else grey
+    return image.convert("RGBA" if has_alpha(image) else "RGB")
+
+
+def to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
+    """Given a normalised image and its embedded profile, return sRGB pixels in L, LA, RGB or RGBA.
+
+    A profile that does not describe the image's colour space, or that LittleCMS cannot
+    read, is ignored (the pixels are taken as sRGB), never an error.
+    """
+    transform = _transform(icc_profile, image.mode) if icc_profile else None
+    if transform is None:
+        return image.convert("RGB") if image.mode == "CMYK" else image
+    if image.mode == "LA":
+        grey = ImageCms.applyTransform(image.convert("L"), transform)
+        assert grey is not None
+        result = grey.convert("L")
+        result.putalpha(image.getchannel("A"))
+        return result.convert("LA")
+    converted = ImageCms.applyTransform(image, transform)
+    assert converted is not None
+    return converted.convert("L") if image.mode == "L" else converted
+
+
+@lru_cache(maxsize=32)
+def _transform(icc_profile: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+    """Return the cached transform from ``icc_profile`` to sRGB for ``mode``; None when there is nothing to do.
+
+    Building a transform costs 2-40 ms (more than the whole resize of a photo), so it is
+    built once per distinct profile and kept: a pure, bounded memo, no configuration.
+    """
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+        if profile.profile.xcolor_space.strip() != PROFILE_SPACES.get(mode):
+            return None
+        in_mode = "L" if mode == "LA" else mode
+        out_mode = "RGBA" if mode == "RGBA" else "RGB"
+        transform = ImageCms.buildTransform(
+            profile,
+            _srgb(),
+            in_mode,
+            out_mode,
+            renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+            flags=ImageCms.Flags.BLACKPOINTCOMPENSATION,
+        )
+        if in_mode != "CMYK" and _is_identity(transform, in_mode):
+            return None
+    except CMS_ERRORS:
+        return None
+    return transform
+
+
+@lru_cache(maxsize=1)
+def _srgb() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _is_identity(transform: ImageCms.ImageCmsTransform, mode: str) -> bool:
+    """True when the transform leaves a grid of probe colours unchanged (an sRGB profile)."""
+    steps = range(0, 256, 17)
+    if mode == "L":
+        probe = Image.new("L", (len(steps), 1))
+        probe.putdata(list(steps))
+    else:
+        probe = Image.new("RGB", (len(steps) ** 3, 1))
+        probe.putdata([(r, g, b) for r in steps for g in steps for b in steps])
+        probe = probe.convert(mode)
+    result = ImageCms.applyTransform(probe, transform)
+    assert result is not None
+    difference = ImageChops.difference(result.convert("RGB"), probe.convert("RGB"))
+    return difference.point(lambda value: 255 if value > IDENTITY_TOLERANCE else 0).getbbox() is None

@@ -1,0 +1,83 @@
+"""``gravity=smart``: find where the subject is, so a cover crop keeps it in frame.
+
+The region to crop is reduced to a thumbnail of at most ``ANALYSIS_PX`` on its long
+side and scored per pixel (a saliency map): edge energy (detail, text, faces), skin
+tones and colour saturation, which separate a subject from sky, walls, studio
+backdrops and blurred backgrounds. A cover crop only ever slides along one axis, so
+the map is projected onto that axis and the window of the crop's width with the most
+saliency wins; a mild pull towards the centre breaks ties, so a featureless image
+stays centred. The work is on a few thousand pixels: well under a millisecond or
+two, against tens of milliseconds for the decode (bench/smartcrop.py measures it).
+"""
+
+from __future__ import annotations
+
+from PIL import Image, ImageChops, ImageFilter
+
+ANALYSIS_PX = 128
+# How much of the score a window at the very edge gives up against one in the centre.
+CENTRE_PULL = 0.15
+EDGE_WEIGHT, SKIN_WEIGHT, SATURATION_WEIGHT = 1.0, 0.6, 0.4
+
+
+def focus_point(image: Image.Image, region: tuple[float, float, float, float], aspect: float) -> tuple[float, float]:
+    """Given an upright image, the region a cover crop is cut from and the crop's aspect (w/h),
+    return the focal point as fractions (x, y) of the region, for ``geometry.plan(focus=...)``.
+    """
+    left, top, right, bottom = region
+    reg_w, reg_h = right - left, bottom - top
+    scale = min(1.0, ANALYSIS_PX / max(reg_w, reg_h))
+    size = (max(1, round(reg_w * scale)), max(1, round(reg_h * scale)))
+    small = image.resize(size, Image.Resampling.BOX, box=region, reducing_gap=2.0)
+    saliency = saliency_map(small)
+    if reg_w / reg_h > aspect:  # wider than the crop: slide horizontally
+        window = reg_h * aspect / reg_w
+        return best_window(profile(saliency, horizontal=True), window), 0.5
+    window = reg_w / aspect / reg_h
+    return 0.5, best_window(profile(saliency, horizontal=False), window)
+
+
+def saliency_map(image: Image.Image) -> Image.Image:
+    """Return an L image, brighter where a viewer's eye goes."""
+    rgb = image.convert("RGB")
+    grey = rgb.convert("L")
+    edges = grey.filter(ImageFilter.FIND_EDGES).filter(ImageFilter.BoxBlur(1))
+    _, cb, cr = rgb.convert("YCbCr").split()
+    skin = ImageChops.multiply(
+        cb.point(lambda v: 255 if 77 <= v <= 127 else 0),
+        cr.point(lambda v: 255 if 137 <= v <= 173 else 0),
+    )
+    saturation = rgb.convert("HSV").getchannel("S")
+    total = _weighted(edges, EDGE_WEIGHT)
+    total = ImageChops.add(total, _weighted(skin, SKIN_WEIGHT))
+    return ImageChops.add(total, _weighted(saturation, SATURATION_WEIGHT))
+
+
+def profile(saliency: Image.Image, *, horizontal: bool) -> list[float]:
+    """Project the map onto one axis: the mean saliency of each column (or row)."""
+    size = (saliency.width, 1) if horizontal else (1, saliency.height)
+    line = saliency.resize(size, Image.Resampling.BOX)
+    return [float(line.getpixel((i, 0) if horizontal else (0, i))) for i in range(max(size))]  # type: ignore[arg-type]
+
+
+def best_window(values: list[float], window: float) -> float:
+    """Return the centre (0-1) of the ``window``-wide span (a fraction of the line) with the most saliency."""
+    count = len(values)
+    span = max(1, min(count, round(window * count)))
+    if span >= count:
+        return 0.5
+    sums = [0.0]
+    for value in values:
+        sums.append(sums[-1] + value)
+    free = count - span
+    best_start, best_score = free / 2, -1.0
+    for start in range(free + 1):
+        offset = abs(start - free / 2) / (free / 2)
+        score = (sums[start + span] - sums[start] + 1e-3) * (1.0 - CENTRE_PULL * offset)
+        if score > best_score:
+            best_start, best_score = start, score
+    return (best_start + span / 2) / count
+
+
+def _weighted(channel: Image.Image, weight: float) -> Image.Image:
+    return channel.point(lambda v: v * weight)
