@@ -145,6 +145,11 @@ def test_img_by_widths_has_sizes_and_width_descriptors(thumbsvc_client: TestClie
         assert fetch_image(thumbsvc_client, url).size == (int(descriptor[:-1]), int(descriptor[:-1]) * 3 // 4)
     custom = only(render('{% thumbnail_img p.image 400 widths="400,800" sizes="50vw" %}', p=photos[0]), "img")
     assert custom["sizes"] == "50vw"
+    # The src is the size asked for even when no width of the srcset is.
+    apart = only(render('{% thumbnail_img p.image 300 200 fit="cover" widths="640,960" %}', p=photos[0]), "img")
+    assert (apart["width"], apart["height"]) == ("300", "200")
+    assert fetch_image(thumbsvc_client, apart["src"] or "").size == (300, 200)
+    assert [d for _, d in parse_srcset(apart["srcset"] or "")] == ["640w", "960w"]
 
 
 def test_img_contain_without_a_known_source_size_has_no_width_or_height(thumbsvc_client: TestClient) -> None:

@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from thumbsvc.client import URLSigner
 from thumbsvc.contrib.sizes import output_size
@@ -77,6 +77,17 @@ def _field_file_size(file: Any) -> tuple[int, int] | None:
         if isinstance(width, int) and isinstance(height, int) and _positive_int(width) and _positive_int(height):
             return width, height
     return None
+
+
+class _Variant(NamedTuple):
+    url: str
+    descriptor: str
+    options: dict[str, Any]
+    size: tuple[int, int] | None
+
+
+def _srcset_value(variants: list[_Variant]) -> str:
+    return ", ".join(f"{v.url} {v.descriptor}" for v in variants)
 
 
 @dataclass(slots=True)
@@ -160,75 +171,79 @@ class Thumbnailer:
         return self.signer.url(spec.source.ref, **spec.options)
 
     def _srcset(self, spec: _Spec) -> str:
-        return ", ".join(f"{url} {descriptor}" for url, descriptor in self._variants(spec, spec.options))
+        return _srcset_value(self._variants(spec, spec.options))
 
     def _img(self, spec: _Spec) -> str:
         return _element("img", self._img_attrs(spec))
 
     def _picture(self, spec: _Spec) -> str:
         formats = _parse_list(spec.attrs.pop("formats", ("avif", "webp")), "formats")
+        attrs = self._img_attrs(spec)
         parts = ["<picture>"]
         for fmt in formats:
             fmt = "jpeg" if fmt.lower() == "jpg" else fmt.lower()
             if fmt not in MEDIA_TYPES:
                 raise ValueError(f"formats are among {', '.join(MEDIA_TYPES)}, not {fmt!r}")
-            srcset = ", ".join(f"{u} {d}" for u, d in self._variants(spec, {**spec.options, "format": fmt}))
-            parts.append(_element("source", {"type": MEDIA_TYPES[fmt], "srcset": srcset, "sizes": self._sizes(spec)}))
-        parts.append(self._img(spec))
+            srcset = _srcset_value(self._variants(spec, {**spec.options, "format": fmt}))
+            parts.append(_element("source", {"type": MEDIA_TYPES[fmt], "srcset": srcset, "sizes": attrs["sizes"]}))
+        parts.append(_element("img", attrs))
         parts.append("</picture>")
         return "".join(parts)
 
     def _img_attrs(self, spec: _Spec) -> dict[str, Any]:
-        css_size = output_size(make_options(**spec.options), spec.source.size)
         variants = self._variants(spec, spec.options)
-        attrs: dict[str, Any] = {"src": self.signer.url(spec.source.ref, **spec.options)}
+        # The 1x density (or the width asked for) is the src itself: sign it once.
+        same = next((v for v in variants if v.options == spec.options), None)
+        if same is not None:
+            src, css_size = same.url, same.size
+        else:
+            src = self.signer.url(spec.source.ref, **spec.options)
+            css_size = output_size(make_options(**spec.options), spec.source.size)
+        attrs: dict[str, Any] = {"src": src}
         if spec.widths is not None or len(variants) > 1:
-            attrs["srcset"] = ", ".join(f"{u} {d}" for u, d in variants)
+            attrs["srcset"] = _srcset_value(variants)
         attrs["sizes"] = self._sizes(spec, css_size)
         attrs["width"], attrs["height"] = css_size or (None, None)
         attrs.update({"alt": "", "loading": "lazy", "decoding": "async"})
         attrs.update(spec.attrs)
         return attrs
 
-    def _sizes(self, spec: _Spec, css_size: tuple[int, int] | None = None) -> str | None:
+    def _sizes(self, spec: _Spec, css_size: tuple[int, int] | None) -> str | None:
         if spec.widths is None:
             return None
         if spec.sizes is not None:
             return spec.sizes
-        css_size = css_size or output_size(make_options(**spec.options), spec.source.size)
         css_width = css_size[0] if css_size else spec.options.get("width")
         return f"(max-width: {css_width}px) 100vw, {css_width}px" if css_width else None
 
-    def _variants(self, spec: _Spec, options: dict[str, Any]) -> list[tuple[str, str]]:
-        """Return (url, descriptor) pairs, dropping variants the source is too small to tell apart."""
-        entries: list[tuple[str, str]] = []
+    def _variants(self, spec: _Spec, options: dict[str, Any]) -> list[_Variant]:
+        """Return the srcset entries, dropping variants the source is too small to tell apart."""
+        entries: list[_Variant] = []
         seen: set[tuple[int, int]] = set()
         known = spec.source.size is not None
         if spec.widths is not None:
             base_w, base_h = options.get("width"), options.get("height")
+            if base_h is not None and base_w is None:
+                raise ValueError("a srcset by widths with a height needs a width for the aspect ratio")
+            candidates = []
             for width in spec.widths:
-                height = None
+                variant = {**options, "width": width}
                 if base_h is not None:
-                    if base_w is None:
-                        raise ValueError("a srcset by widths with a height needs a width for the aspect ratio")
-                    height = max(1, round(width * base_h / base_w))
-                variant = {**options, "width": width, "height": height}
-                size = output_size(make_options(**variant), spec.source.size)
-                if size is not None and known:
-                    if size in seen:
-                        continue
-                    seen.add(size)
-                descriptor = f"{size[0] if size and known else width}w"
-                entries.append((self.signer.url(spec.source.ref, **variant), descriptor))
+                    variant["height"] = max(1, round(width * base_h / base_w))
+                candidates.append(variant)
         else:
-            for density in spec.densities or self.densities:
-                variant = {**options, "dpr": density}
-                size = output_size(make_options(**variant), spec.source.size)
-                if size is not None and known:
-                    if size in seen:
-                        continue
-                    seen.add(size)
-                entries.append((self.signer.url(spec.source.ref, **variant), f"{density:g}x"))
+            candidates = [options if d == 1 else {**options, "dpr": d} for d in spec.densities or self.densities]
+        for variant in candidates:
+            size = output_size(make_options(**variant), spec.source.size)
+            if size is not None and known:
+                if size in seen:
+                    continue
+                seen.add(size)
+            if spec.widths is not None:
+                descriptor = f"{size[0] if size and known else variant['width']}w"
+            else:
+                descriptor = f"{variant.get('dpr', 1):g}x"
+            entries.append(_Variant(self.signer.url(spec.source.ref, **variant), descriptor, variant, size))
         return entries
 
     def _spec(self, value: object, width: Any, height: Any, kwargs: dict[str, Any], *, kind: str) -> _Spec | None:
@@ -275,7 +290,6 @@ class Thumbnailer:
         if merged.get("densities") is not None:
             spec.densities = _parse_numbers(merged["densities"], "densities", float)
         spec.sizes = merged.get("sizes")
-        make_options(**spec.options)  # raise here, with the option's own message, before any URL is built
         return spec
 
 
