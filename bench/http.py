@@ -135,8 +135,9 @@ class Server:
 
 
 class ThumbsvcServer(Server):
-    def __init__(self, workers: int, source_cache: bool) -> None:
+    def __init__(self, workers: int, source_cache: bool, tree: Path) -> None:
         self.workers = workers
+        self.tree = tree
         self.source_cache = source_cache
         self.name = f"thumbsvc-w{workers}"
         self.port = free_port()
@@ -163,7 +164,7 @@ class ThumbsvcServer(Server):
             "--log-level",
             "warning",
         ]
-        self.proc = popen(argv, env=env, stdout=log.open("wb"), stderr=-2, start_new_session=True)
+        self.proc = popen(argv, env=env, cwd=self.tree, stdout=log.open("wb"), stderr=-2, start_new_session=True)
         self.wait_ready("/healthz")
 
     def target(self, folder: str, photo: Path, width: int, height: int, fit: str) -> Target:
@@ -382,7 +383,7 @@ def run_variant(
     variant: str, photos: list[Path], root: Path, args: argparse.Namespace, logs: Path
 ) -> dict[str, object]:
     gallery = variant == "gallery"
-    servers: list[Server] = [ThumbsvcServer(w, source_cache=gallery) for w in args.thumbsvc_workers]
+    servers: list[Server] = [ThumbsvcServer(w, source_cache=gallery, tree=args.tree) for w in args.thumbsvc_workers]
     servers += [ThumborServer(p) for p in args.thumbor_processes]
     print(f"[{variant}] starting {', '.join(s.name for s in servers)} ...")
     for server in servers:
@@ -472,8 +473,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each window")
     parser.add_argument("--thumbsvc-workers", default="1", help="uvicorn worker counts to run, comma-separated")
     parser.add_argument("--thumbor-processes", default="2", help="thumbor process count")
+    parser.add_argument(
+        "--tree", type=Path, default=REPO, help="checkout whose thumbsvc/ is served (e.g. a git worktree of a commit)"
+    )
     parser.add_argument("--out", help="JSON file (default bench/results/http-<time>.json)")
     args = parser.parse_args(argv)
+    # Stop the servers (finally blocks) on SIGTERM too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    args.tree = args.tree.resolve()
     args.clients = [int(c) for c in args.clients.split(",")]
     args.thumbsvc_workers = [int(w) for w in args.thumbsvc_workers.split(",")]
     args.thumbor_processes = [int(p) for p in args.thumbor_processes.split(",")][:1]
@@ -485,7 +492,7 @@ def main(argv: list[str] | None = None) -> None:
     root = media_root(photos)
     report: dict[str, object] = {
         "benchmark": "http",
-        "machine": machine_info(),
+        "machine": machine_info(args.tree.resolve()),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "settings": {
             "clients": args.clients,

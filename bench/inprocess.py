@@ -34,13 +34,13 @@ DEFAULT_ARMS = "thumbsvc,pillow,pyvips"
 class Worker:
     """One arm's worker process, spoken to one JSON line at a time."""
 
-    def __init__(self, arm: str, cpus: set[int] | None) -> None:
+    def __init__(self, arm: str, cpus: set[int] | None, tree: Path) -> None:
         self.arm = arm
         python = venv_python("pyvips") if arm == "pyvips" else sys.executable
         self.proc = popen(
             [python, "-m", "bench.worker", arm],
             cpus=cpus,
-            env={"VIPS_CONCURRENCY": "1", "OMP_NUM_THREADS": "1"},
+            env={"VIPS_CONCURRENCY": "1", "OMP_NUM_THREADS": "1", "THUMBSVC_BENCH_TREE": str(tree)},
             stdin=-1,
             stdout=-1,
             text=True,
@@ -66,10 +66,10 @@ class Worker:
         self.proc.wait(timeout=30)
 
 
-def start_workers(arms: list[str], paths: list[str], cpus: set[int] | None) -> dict[str, Worker]:
+def start_workers(arms: list[str], paths: list[str], cpus: set[int] | None, tree: Path) -> dict[str, Worker]:
     workers = {}
     for arm in arms:
-        worker = Worker(arm, cpus)
+        worker = Worker(arm, cpus, tree)
         try:
             worker.ask({"op": "load", "paths": paths})
         except RuntimeError as exc:
@@ -84,7 +84,7 @@ def run_workload(name: str, jobs: list[Job], args: argparse.Namespace, scratch: 
     from bench.quality import measure
 
     paths = sorted({job.path for job in jobs})
-    workers = start_workers(args.arms, paths, args.cpus)
+    workers = start_workers(args.arms, paths, args.cpus, args.tree)
     arms = list(workers)
     if not arms:
         raise SystemExit("no arm could start")
@@ -246,6 +246,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cpu", type=int, help="pin every worker to this CPU")
+    parser.add_argument(
+        "--tree", type=Path, default=REPO, help="checkout whose thumbsvc/ is measured (e.g. a git worktree of a commit)"
+    )
     parser.add_argument("--no-quality", dest="quality", action="store_false")
     parser.add_argument("--out", help="JSON file (default bench/results/inprocess-<time>.json)")
     args = parser.parse_args(argv)
@@ -257,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     workloads = {"w1": photos, "w2": None}
     report: dict[str, object] = {
         "benchmark": "inprocess",
-        "machine": machine_info(),
+        "machine": machine_info(args.tree.resolve()),
         "arms": args.arms,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "workloads": [],

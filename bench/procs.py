@@ -24,8 +24,10 @@ def venv_python(name: str) -> str:
     return str(python)
 
 
-def popen(argv: list[str], *, cpus: set[int] | None = None, env: dict[str, str] | None = None, **kwargs):  # type: ignore[no-untyped-def]
-    """Start a child in the repository root, optionally pinned to ``cpus``."""
+def popen(  # type: ignore[no-untyped-def]
+    argv: list[str], *, cpus: set[int] | None = None, env: dict[str, str] | None = None, cwd: Path = REPO, **kwargs
+):
+    """Start a child (by default in the repository root), optionally pinned to ``cpus``."""
     full_env = dict(os.environ)
     full_env.update(env or {})
 
@@ -33,7 +35,7 @@ def popen(argv: list[str], *, cpus: set[int] | None = None, env: dict[str, str] 
         if cpus:
             os.sched_setaffinity(0, cpus)
 
-    return subprocess.Popen(argv, cwd=REPO, env=full_env, preexec_fn=pin, **kwargs)
+    return subprocess.Popen(argv, cwd=cwd, env=full_env, preexec_fn=pin, **kwargs)
 
 
 def children(pid: int) -> list[int]:
@@ -92,8 +94,20 @@ class RSSSampler:
             time.sleep(self.interval_s)
 
 
-def machine_info() -> dict[str, object]:
-    """Return what a reader needs to judge a figure: CPU, load, library versions, commit."""
+def tree_commit(tree: Path) -> str:
+    """Return ``tree``'s commit, with ``+dirty`` when its thumbsvc/ has uncommitted changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "thumbsvc"], cwd=tree, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def machine_info(tree: Path = REPO) -> dict[str, object]:
+    """Return what a reader needs to judge a figure: CPU, load, library versions, the measured commit."""
     info: dict[str, object] = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "loadavg": os.getloadavg()}
     try:
         with open("/proc/cpuinfo") as handle:
@@ -111,12 +125,6 @@ def machine_info() -> dict[str, object]:
         info["libjpeg_turbo"] = features.version("libjpeg_turbo")
     except ImportError:
         pass
-    try:
-        info["commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "thumbsvc"], cwd=REPO, capture_output=True, text=True)
-        info["thumbsvc_dirty"] = bool(dirty.stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        pass
+    info["thumbsvc_tree"] = str(tree)
+    info["thumbsvc_commit"] = tree_commit(tree)
     return info

@@ -67,7 +67,10 @@ def pillow_arm(draft: float | None = None) -> Arm:
 
 
 def thumbsvc_arm() -> Arm:
-    """thumbsvc's own render path, exactly as the server calls it."""
+    """thumbsvc's own render path, exactly as the server calls it (from $THUMBSVC_BENCH_TREE if set)."""
+    tree = os.environ.get("THUMBSVC_BENCH_TREE")
+    if tree:
+        sys.path.insert(0, tree)
     from thumbsvc.config import Settings
     from thumbsvc.decode import configure
     from thumbsvc.options import make_options
