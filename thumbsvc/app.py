@@ -9,14 +9,13 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from thumbsvc import decode
+from thumbsvc import decode, playground
 from thumbsvc.config import Settings
 from thumbsvc.errors import BadRequest, ThumbError
-from thumbsvc.landing import landing_page
 from thumbsvc.service import Thumbnail, Thumbnailer
 
 logger = logging.getLogger("thumbsvc")
@@ -31,7 +30,7 @@ SECURITY_HEADERS = [
 
 
 class SecurityHeaders:
-    """Add nosniff and a restrictive CSP to every response."""
+    """Add nosniff and a restrictive CSP to every response (a route may send its own CSP instead)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -43,7 +42,9 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                headers = message.get("headers", [])
+                present = {name.lower() for name, _ in headers}
+                message["headers"] = [*headers, *(h for h in SECURITY_HEADERS if h[0] not in present)]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -72,9 +73,7 @@ def create_app(settings: Settings) -> Starlette:
         return PlainTextResponse("ok", headers={"Cache-Control": "no-store"})
 
     async def index(request: Request) -> Response:
-        if not settings.dev_mode:
-            return PlainTextResponse("thumbsvc\n", headers={"Cache-Control": "no-store"})
-        return HTMLResponse(landing_page(thumbnailer.signer, settings), headers={"Cache-Control": "no-store"})
+        return PlainTextResponse("thumbsvc\n", headers={"Cache-Control": "no-store"})
 
     async def thumb_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ThumbError)
@@ -88,6 +87,7 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=[
+            *(playground.routes(thumbnailer, settings) if settings.dev_mode else []),  # "/" is the playground
             Route("/", index, methods=["GET", "HEAD"]),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/{path:path}", thumbnail, methods=["GET", "HEAD"]),
