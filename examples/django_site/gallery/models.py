@@ -1,0 +1,18 @@
+"""A photo as a real project stores it: an image field that records its size, and a focal point."""
+
+from django.db import models
+
+
+class Photo(models.Model):
+    title = models.CharField(max_length=200)
+    image = models.ImageField(width_field="width", height_field="height")
+    width = models.PositiveIntegerField(null=True)
+    height = models.PositiveIntegerField(null=True)
+    focal_x = models.FloatField(null=True, blank=True)
+    focal_y = models.FloatField(null=True, blank=True)
+
+    @property
+    def focal_point(self) -> tuple[float, float] | None:
+        if self.focal_x is None or self.focal_y is None:
+            return None
+        return (self.focal_x, self.focal_y)

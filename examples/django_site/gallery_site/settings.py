@@ -1,0 +1,30 @@
+"""Settings of the example gallery: the thumbsvc app and its two required settings, plus presets.
+
+The key must be the one thumbsvc verifies with (its own THUMBSVC_KEY). GALLERY_* variables
+override the defaults here; they are not THUMBSVC_* names, which the service itself would
+refuse as unknown settings if they were exported in its shell.
+"""
+
+import os
+
+DEBUG = True
+SECRET_KEY = "example-gallery-not-secret"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+ROOT_URLCONF = "gallery_site.urls"
+INSTALLED_APPS = ["thumbsvc.contrib.django", "gallery"]
+# The gallery reads no database: its photos are listed in gallery/photos.py.
+DATABASES: dict[str, dict[str, str]] = {}
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# thumbsvc: the two settings every project needs ...
+THUMBSVC_KEY = os.environ.get("GALLERY_THUMBSVC_KEY", "example-gallery-key")
+THUMBSVC_BASE_URL = os.environ.get("GALLERY_THUMBSVC_URL", "http://127.0.0.1:8001")
+# ... and the optional ones.
+THUMBSVC_DEFAULTS = {"quality": 80}
+THUMBSVC_PRESETS = {
+    "card": {"width": 320, "height": 240, "fit": "cover", "widths": [320, 480, 640]},
+    "square": {"width": 160, "height": 160, "fit": "cover"},
+}
+THUMBSVC_PLACEHOLDER = "craft-beer.jpg"
