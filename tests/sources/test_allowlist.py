@@ -138,6 +138,11 @@ def test_empty_allowlist_allows_nothing() -> None:
         "user@good.example",
         "[fe80::1%eth0]",
         "*.[::1]",
+        "[1:2:3]",
+        "http://media.example:abc/",
+        "http://[fe80::1%25eth0]/",
+        "http://media.example:0/",
+        "http://media.example:70000/",
     ],
 )
 def test_bad_entries_stop_startup(entry: str) -> None:

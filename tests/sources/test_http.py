@@ -338,6 +338,47 @@ async def test_slow_dns_times_out(make_source: SourceFactory, edge: LoopbackOnly
     assert edge.connects == []
 
 
+async def test_checked_addresses_are_tried_in_turn(
+    origin: OriginServer, make_source: SourceFactory, edge: LoopbackOnlyBackend
+) -> None:
+    # Nothing listens on 127.0.0.3: the second checked address answers.
+    resolver = StubResolver({"origin.test": ["127.0.0.3", "127.0.0.1"]})
+    source = make_source(allowed=prefix(origin), resolver=resolver)
+    assert (await source.fetch(named(origin))).data == JPEG
+    assert edge.connects == [("127.0.0.3", origin.port), ("127.0.0.1", origin.port)]
+
+
+async def test_empty_dns_answer_is_an_origin_error(make_source: SourceFactory, edge: LoopbackOnlyBackend) -> None:
+    source = make_source(allowed=("http://empty.test:8080/",), resolver=StubResolver({"empty.test": []}))
+    await expect(UpstreamError, 502, source, "http://empty.test:8080/x.jpg")
+    assert edge.connects == []
+
+
+@pytest.fixture
+def stalled_port() -> Iterator[int]:
+    """A listener whose accept queue is full: the kernel drops new SYNs, so connecting hangs."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port: int = server.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        try:
+            yield port
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+async def test_connect_deadline(stalled_port: int, make_source: SourceFactory) -> None:
+    source = make_source(allowed=(f"http://origin.test:{stalled_port}/",), connect_timeout_s=0.3)
+    await expect(UpstreamTimeout, 504, source, f"http://origin.test:{stalled_port}/cat.jpg")
+
+
 # Allowlist at the loader ----------------------------------------------------------------------------------------
 
 
