@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from tests.contrib.conftest import BASE_URL, IMAGES, KEY, ODD_NAME, Photo, fetch_image, parse_elements, parse_srcset
 from thumbsvc.client import URLSigner
-from thumbsvc.contrib.django.conf import get_thumbnailer
+from thumbsvc.contrib.django.conf import get_tags
 
 SIGNER = URLSigner(KEY, BASE_URL)
 
@@ -246,6 +246,8 @@ def test_bad_arguments_raise_when_raise_errors_is_on() -> None:
         render('{% thumbnail_url src 300 colour="red" %}', src="a.jpg")
     with pytest.raises(TypeError, match="densities, not dpr"):
         render("{% thumbnail_img src 300 dpr=2 %}", src="a.jpg")
+    with pytest.raises(TypeError, match="only picture takes formats"):
+        render('{% thumbnail_img src 300 formats="webp" %}', src="a.jpg")
     with pytest.raises(TypeError, match="not int"):
         render("{% thumbnail_url 42 300 %}")
 
@@ -298,7 +300,7 @@ def test_markup_stays_escaped_with_autoescape_off() -> None:
 def test_attribute_names_are_checked() -> None:
     # Template keywords are \w+ only; a name from Python or Jinja2 could carry anything.
     with pytest.raises(ValueError, match="not an HTML attribute name"):
-        get_thumbnailer().img("a.jpg", 32, **{'x" onload="y': "1"})
+        get_tags().img("a.jpg", 32, **{'x" onload="y': "1"})
 
 
 def test_boolean_and_none_attributes() -> None:

@@ -11,14 +11,14 @@ from starlette.testclient import TestClient
 from tests.contrib.conftest import BASE_URL, KEY, ODD_NAME, Photo, fetch_image, parse_elements, parse_srcset
 from thumbsvc.client import URLSigner
 from thumbsvc.contrib.jinja2 import install
-from thumbsvc.contrib.thumbnails import Thumbnailer
+from thumbsvc.contrib.thumbnails import ThumbnailTags
 
 
 @pytest.fixture
 def env() -> jinja2.Environment:
     presets = {"square": {"width": 150, "height": 150, "fit": "cover"}}
-    thumbnailer = Thumbnailer(URLSigner(KEY, BASE_URL), presets=presets)
-    return install(jinja2.Environment(autoescape=True), thumbnailer)
+    tags = ThumbnailTags(URLSigner(KEY, BASE_URL), presets=presets)
+    return install(jinja2.Environment(autoescape=True), tags)
 
 
 def test_url_and_srcset(env: jinja2.Environment, thumbsvc_client: TestClient) -> None:

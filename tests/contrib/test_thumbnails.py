@@ -11,7 +11,7 @@ import pytest
 from tests.contrib.conftest import BASE_URL, KEY, Photo
 from thumbsvc.client import URLSigner
 from thumbsvc.contrib.sizes import output_size
-from thumbsvc.contrib.thumbnails import Source, Thumbnailer, resolve_source
+from thumbsvc.contrib.thumbnails import Source, ThumbnailTags, resolve_source
 from thumbsvc.options import make_options
 
 SIGNER = URLSigner(KEY, BASE_URL)
@@ -66,21 +66,21 @@ def test_a_size_django_has_read_is_used(photos: list[Photo]) -> None:
 
 def test_source_prefix_applies_to_file_fields_only(photos: list[Photo]) -> None:
     prefix = "https://bucket.example.com/media/"
-    thumbnailer = Thumbnailer(SIGNER, source_prefix=prefix)
-    assert thumbnailer.url(photos[0].image, 100) == SIGNER.url(prefix + "photos/landscape.jpg", width=100)
-    assert thumbnailer.url("photos/landscape.jpg", 100) == SIGNER.url("photos/landscape.jpg", width=100)
+    tags = ThumbnailTags(SIGNER, source_prefix=prefix)
+    assert tags.url(photos[0].image, 100) == SIGNER.url(prefix + "photos/landscape.jpg", width=100)
+    assert tags.url("photos/landscape.jpg", 100) == SIGNER.url("photos/landscape.jpg", width=100)
 
 
 def test_arguments_as_templates_write_them() -> None:
-    thumbnailer = Thumbnailer(SIGNER)
+    tags = ThumbnailTags(SIGNER)
     same = SIGNER.url("a.jpg", width=300, height=200, fit="cover", crop=(0, 0, 10, 10), quality=80, dpr=1.5)
-    assert thumbnailer.url("a.jpg", "300", "200", fit="cover", crop="0,0,10,10", quality="80", dpr="1.5") == same
-    assert thumbnailer.url("a.jpg", 300.0, 200, fit="cover", crop=[0, 0, 10, 10], quality=80, dpr=1.5) == same
-    assert thumbnailer.url("a.jpg", "300x200", fit="cover", crop=(0, 0, 10, 10), quality=80, dpr=1.5) == same
-    assert thumbnailer.url("a.jpg", 100, gravity="0.5,0.25") == SIGNER.url("a.jpg", width=100, gravity=(0.5, 0.25))
-    assert thumbnailer.srcset("a.jpg", 100, widths="100w, 200w") == thumbnailer.srcset("a.jpg", 100, widths=[100, 200])
-    assert thumbnailer.srcset("a.jpg", 100, densities="1x,2x") == thumbnailer.srcset("a.jpg", 100, densities=(1, 2))
-    assert thumbnailer.srcset("a.jpg", 100, densities=2).endswith(" 2x")
+    assert tags.url("a.jpg", "300", "200", fit="cover", crop="0,0,10,10", quality="80", dpr="1.5") == same
+    assert tags.url("a.jpg", 300.0, 200, fit="cover", crop=[0, 0, 10, 10], quality=80, dpr=1.5) == same
+    assert tags.url("a.jpg", "300x200", fit="cover", crop=(0, 0, 10, 10), quality=80, dpr=1.5) == same
+    assert tags.url("a.jpg", 100, gravity="0.5,0.25") == SIGNER.url("a.jpg", width=100, gravity=(0.5, 0.25))
+    assert tags.srcset("a.jpg", 100, widths="100w, 200w") == tags.srcset("a.jpg", 100, widths=[100, 200])
+    assert tags.srcset("a.jpg", 100, densities="1x,2x") == tags.srcset("a.jpg", 100, densities=(1, 2))
+    assert tags.srcset("a.jpg", 100, densities=2).endswith(" 2x")
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_arguments_as_templates_write_them() -> None:
 )
 def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        Thumbnailer(SIGNER).srcset("a.jpg", **kwargs)
+        ThumbnailTags(SIGNER).srcset("a.jpg", **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -118,13 +118,13 @@ def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
 )
 def test_bad_configuration(kwargs: dict[str, Any], error: type[Exception]) -> None:
     with pytest.raises(error):
-        Thumbnailer(SIGNER, **kwargs)
+        ThumbnailTags(SIGNER, **kwargs)
 
 
 def test_a_preset_holding_srcset_settings() -> None:
-    thumbnailer = Thumbnailer(SIGNER, presets={"hero": {"width": 800, "densities": "1,1.5", "sizes": "100vw"}})
-    assert thumbnailer.srcset("a.jpg", preset="hero").endswith(" 1.5x")
-    img = Thumbnailer(SIGNER, presets={"hero": {"width": 800, "widths": [800, 1600], "sizes": "100vw"}})
+    tags = ThumbnailTags(SIGNER, presets={"hero": {"width": 800, "densities": "1,1.5", "sizes": "100vw"}})
+    assert tags.srcset("a.jpg", preset="hero").endswith(" 1.5x")
+    img = ThumbnailTags(SIGNER, presets={"hero": {"width": 800, "widths": [800, 1600], "sizes": "100vw"}})
     assert 'sizes="100vw"' in img.img("a.jpg", preset="hero")
 
 
@@ -134,15 +134,15 @@ def test_a_stored_size_that_is_missing_is_unknown(photos: list[Photo]) -> None:
     assert resolve_source(photo.image) == Source("photos/landscape.jpg")
 
 
-def test_the_thumbnailer_is_rebuilt_only_when_its_settings_change() -> None:
+def test_the_tags_are_rebuilt_only_when_its_settings_change() -> None:
     from django.test import override_settings
 
-    from thumbsvc.contrib.django.conf import get_thumbnailer
+    from thumbsvc.contrib.django.conf import get_tags
 
-    first = get_thumbnailer()
+    first = get_tags()
     with override_settings(USE_I18N=False):
-        assert get_thumbnailer() is first
+        assert get_tags() is first
     with override_settings(THUMBSVC_PLACEHOLDER="a.jpg"):
-        assert get_thumbnailer() is not first
-        assert get_thumbnailer().placeholder == "a.jpg"
-    assert get_thumbnailer().placeholder is None
+        assert get_tags() is not first
+        assert get_tags().placeholder == "a.jpg"
+    assert get_tags().placeholder is None

@@ -1,7 +1,7 @@
 """Jinja2 globals: ``thumbnail_url``, ``thumbnail_srcset``, ``thumbnail_img``, ``thumbnail_picture``.
 
     env = jinja2.Environment(autoescape=True)
-    install(env, Thumbnailer(URLSigner(key, "https://img.example.com")))
+    install(env, ThumbnailTags(URLSigner(key, "https://img.example.com")))
 
     <img src="{{ thumbnail_url('photos/cat.jpg', 300, 200, fit='cover') }}">
     {{ thumbnail_img(photo.image, 300, 200, alt=photo.title) }}
@@ -19,18 +19,18 @@ from typing import Any
 from jinja2 import Environment
 from markupsafe import Markup
 
-from thumbsvc.contrib.thumbnails import Thumbnailer
+from thumbsvc.contrib.thumbnails import ThumbnailTags
 
 __all__ = ["install"]
 
 
-def install(env: Environment, thumbnailer: Thumbnailer | Callable[[], Thumbnailer]) -> Environment:
+def install(env: Environment, tags: ThumbnailTags | Callable[[], ThumbnailTags]) -> Environment:
     """Add the thumbnail globals to ``env`` and return it.
 
-    ``thumbnailer`` is a ``Thumbnailer`` or a function returning one, called on every
+    ``tags`` is a ``ThumbnailTags`` or a function returning one, called on every
     use (so it can follow settings that change).
     """
-    get = thumbnailer if callable(thumbnailer) and not isinstance(thumbnailer, Thumbnailer) else lambda: thumbnailer
+    get = tags if callable(tags) and not isinstance(tags, ThumbnailTags) else lambda: tags
 
     def thumbnail_url(source: Any, width: Any = None, height: Any = None, **options: Any) -> str:
         return get().url(source, width, height, **options)

@@ -1,6 +1,6 @@
 """Template helpers shared by the Django and Jinja2 integrations.
 
-A ``Thumbnailer`` turns a source (a relative path, an absolute URL or a Django
+A ``ThumbnailTags`` turns a source (a relative path, an absolute URL or a Django
 ``FieldFile``) and options into signed URLs, ``srcset`` values and complete
 ``<img>``/``<picture>`` markup. It computes and signs only: no storage, database or
 network call happens while a page renders. Markup is returned as ``str`` with every
@@ -11,72 +11,33 @@ from __future__ import annotations
 
 import html
 import logging
-import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 from thumbsvc.client import URLSigner
+from thumbsvc.contrib.arguments import (
+    OPTION_NAMES,
+    SRCSET_NAMES,
+    Source,
+    check_preset,
+    normalise_options,
+    parse_int,
+    parse_list,
+    parse_numbers,
+    parse_size,
+    resolve_source,
+)
 from thumbsvc.contrib.sizes import output_size
 from thumbsvc.options import make_options
 
-__all__ = ["Source", "Thumbnailer", "resolve_source"]
+__all__ = ["ThumbnailTags"]
 
 logger = logging.getLogger("thumbsvc.contrib")
 
-OPTION_NAMES = ("width", "height", "fit", "gravity", "crop", "format", "quality", "background", "upscale")
-SRCSET_NAMES = ("widths", "densities", "sizes")
 MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "avif": "image/avif", "gif": "image/gif"}
 _ATTR_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]*")
-_SIZE_RE = re.compile(r"([0-9]*)x([0-9]*)")
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """A source reference for the service, and its upright pixel size when known without I/O."""
-
-    ref: str
-    size: tuple[int, int] | None = None
-
-
-def resolve_source(value: object, *, prefix: str = "") -> Source | None:
-    """Given a template value, return its ``Source``, or None for an empty value.
-
-    A string is used as it is (a path under the service's media root or an absolute
-    URL). A Django ``FieldFile`` gives ``prefix + name`` and, for an image field, the
-    size stored in its ``width_field``/``height_field`` or already read by Django.
-    Nothing here opens the file. Raise ``TypeError`` for any other kind of value.
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return Source(value) if value.strip() else None
-    if isinstance(value, int | float):
-        raise TypeError(f"a thumbnail source is a path, a URL or a file field, not {type(value).__name__}")
-    if not value:  # an empty file field, Jinja2's Undefined
-        return None
-    if isinstance(value, os.PathLike):
-        text = os.fspath(value)
-        return Source(str(text)) if text else None
-    if hasattr(value, "field") and hasattr(value, "instance") and hasattr(value, "name"):
-        return Source(prefix + str(value.name), _field_file_size(value))
-    raise TypeError(f"a thumbnail source is a path, a URL or a file field, not {type(value).__name__}")
-
-
-def _field_file_size(file: Any) -> tuple[int, int] | None:
-    # Django caches the size here once something has read it; never read it ourselves.
-    cached = getattr(file, "_dimensions_cache", None)
-    if isinstance(cached, tuple) and len(cached) == 2 and all(_positive_int(v) for v in cached):
-        return int(cached[0]), int(cached[1])
-    width_field = getattr(file.field, "width_field", None)
-    height_field = getattr(file.field, "height_field", None)
-    if width_field and height_field:
-        width, height = getattr(file.instance, width_field, None), getattr(file.instance, height_field, None)
-        if isinstance(width, int) and isinstance(height, int) and _positive_int(width) and _positive_int(height):
-            return width, height
-    return None
 
 
 class _Variant(NamedTuple):
@@ -100,7 +61,7 @@ class _Spec:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
-class Thumbnailer:
+class ThumbnailTags:
     """Signs thumbnail URLs and writes the markup for them.
 
     ``defaults`` and each entry of ``presets`` are client options (``width``,
@@ -122,12 +83,12 @@ class Thumbnailer:
         raise_errors: bool = True,
     ) -> None:
         self.signer = signer
-        self.defaults = _check_preset("the defaults", defaults or {})
+        self.defaults = check_preset("the defaults", defaults or {})
         if not isinstance(presets or {}, Mapping):
             raise TypeError("presets must be a mapping of name to options")
-        self.presets = {str(name): _check_preset(f"preset {name!r}", value) for name, value in (presets or {}).items()}
+        self.presets = {str(name): check_preset(f"preset {name!r}", value) for name, value in (presets or {}).items()}
         self.placeholder = placeholder or None
-        self.densities = _parse_numbers(densities, "densities", float)
+        self.densities = parse_numbers(densities, "densities", float)
         self.source_prefix = source_prefix
         self.raise_errors = raise_errors
 
@@ -145,9 +106,11 @@ class Thumbnailer:
         """Return an ``<img>`` element with src, srcset, sizes, exact width/height, alt, lazy loading."""
         return self._guard(self._img, "markup", source, width, height, kwargs)
 
-    def picture(self, source: object, width: Any = None, height: Any = None, **kwargs: Any) -> str:
+    def picture(
+        self, source: object, width: Any = None, height: Any = None, *, formats: Any = ("avif", "webp"), **kwargs: Any
+    ) -> str:
         """Return a ``<picture>`` with a ``<source>`` per entry of ``formats`` and an ``<img>`` fallback."""
-        return self._guard(self._picture, "markup", source, width, height, kwargs)
+        return self._guard(lambda spec: self._picture(spec, formats), "markup", source, width, height, kwargs)
 
     def _guard(
         self,
@@ -176,11 +139,10 @@ class Thumbnailer:
     def _img(self, spec: _Spec) -> str:
         return _element("img", self._img_attrs(spec))
 
-    def _picture(self, spec: _Spec) -> str:
-        formats = _parse_list(spec.attrs.pop("formats", ("avif", "webp")), "formats")
+    def _picture(self, spec: _Spec, formats: Any) -> str:
         attrs = self._img_attrs(spec)
         parts = ["<picture>"]
-        for fmt in formats:
+        for fmt in parse_list(formats, "formats"):
             fmt = "jpeg" if fmt.lower() == "jpg" else fmt.lower()
             if fmt not in MEDIA_TYPES:
                 raise ValueError(f"formats are among {', '.join(MEDIA_TYPES)}, not {fmt!r}")
@@ -258,7 +220,7 @@ class Thumbnailer:
             if source is None:
                 return None
         if source_w not in (None, "") and source_h not in (None, ""):
-            source = Source(source.ref, (_parse_int(source_w, "source_width"), _parse_int(source_h, "source_height")))
+            source = Source(source.ref, (parse_int(source_w, "source_width"), parse_int(source_h, "source_height")))
 
         merged: dict[str, Any] = dict(self.defaults)
         if preset_name is not None:
@@ -266,7 +228,7 @@ class Thumbnailer:
                 raise ValueError(f"unknown thumbnail preset {preset_name!r}")
             merged.update(self.presets[preset_name])
         if isinstance(width, str) and "x" in width and height is None:
-            width, height = _parse_size(width)
+            width, height = parse_size(width)
         for name, value_ in (("width", width), ("height", height)):
             if value_ is not None and value_ != "":
                 merged[name] = value_
@@ -274,6 +236,8 @@ class Thumbnailer:
             if kind != "url":
                 raise TypeError("srcset, img and picture take densities, not dpr")
             merged["dpr"] = kwargs.pop("dpr")
+        if "formats" in kwargs:
+            raise TypeError("only picture takes formats")
         attrs = {}
         for name, value_ in kwargs.items():
             if name in OPTION_NAMES or name in SRCSET_NAMES:
@@ -283,95 +247,14 @@ class Thumbnailer:
             else:
                 raise TypeError(f"unknown thumbnail option {name!r}")
         if focal is not None and focal != "":
-            merged["gravity"] = _parse_numbers(focal, "focal", float)
-        spec = _Spec(source=source, options=_normalise(merged), attrs=attrs)
+            merged["gravity"] = parse_numbers(focal, "focal", float)
+        spec = _Spec(source=source, options=normalise_options(merged), attrs=attrs)
         if merged.get("widths") is not None:
-            spec.widths = _parse_numbers(merged["widths"], "widths", int)
+            spec.widths = parse_numbers(merged["widths"], "widths", int)
         if merged.get("densities") is not None:
-            spec.densities = _parse_numbers(merged["densities"], "densities", float)
+            spec.densities = parse_numbers(merged["densities"], "densities", float)
         spec.sizes = merged.get("sizes")
         return spec
-
-
-def _check_preset(label: str, preset: Mapping[str, Any]) -> dict[str, Any]:
-    if not isinstance(preset, Mapping):
-        raise TypeError(f"{label} must be a mapping of option names to values")
-    unknown = sorted(set(preset) - set(OPTION_NAMES) - set(SRCSET_NAMES))
-    if unknown:
-        raise ValueError(f"{label}: unknown option(s) {', '.join(unknown)}")
-    make_options(**_normalise(dict(preset)))
-    if preset.get("widths") is not None:
-        _parse_numbers(preset["widths"], "widths", int)
-    if preset.get("densities") is not None:
-        _parse_numbers(preset["densities"], "densities", float)
-    return dict(preset)
-
-
-def _normalise(merged: Mapping[str, Any]) -> dict[str, Any]:
-    """Given option values as templates write them ("300", "0,0,10,10", None), return client kwargs."""
-    options: dict[str, Any] = {}
-    for name in (*OPTION_NAMES, "dpr"):
-        value = merged.get(name)
-        if value is None or value == "":
-            continue
-        if name in ("width", "height", "quality"):
-            value = _parse_int(value, name)
-        elif name == "crop":
-            value = tuple(_parse_numbers(value, "crop", int))
-        elif name == "dpr":
-            value = _parse_numbers(value, "dpr", float)[0] if isinstance(value, str) else value
-        elif name == "gravity" and isinstance(value, str) and "," in value:
-            value = tuple(_parse_numbers(value, "gravity", float))
-        options[name] = value
-    return options
-
-
-def _parse_size(text: str) -> tuple[int | None, int | None]:
-    match = _SIZE_RE.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"a size is 'WxH', 'Wx' or 'xH', not {text!r}")
-    return (int(match[1]) if match[1] else None, int(match[2]) if match[2] else None)
-
-
-def _parse_int(value: Any, name: str) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{name} must be a whole number, not {value!r}")
-    return value
-
-
-def _parse_list(value: Any, name: str) -> list[str]:
-    items = value.split(",") if isinstance(value, str) else list(value)
-    items = [str(item).strip() for item in items if str(item).strip()]
-    if not items:
-        raise ValueError(f"{name} must not be empty")
-    return items
-
-
-def _parse_numbers(value: Any, name: str, kind: Callable[[Any], T]) -> list[T]:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = [value]
-    items: Sequence[Any] = _parse_list(value, name) if isinstance(value, str) else list(value)
-    result: list[T] = []
-    for item in items:
-        text = str(item).strip().removesuffix("x").removesuffix("w") if isinstance(item, str) else item
-        try:
-            number = kind(text)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be numbers, not {value!r}") from None
-        if kind is int and isinstance(text, float) and not text.is_integer():
-            raise ValueError(f"{name} must be whole numbers, not {value!r}")
-        result.append(number)
-    if not result:
-        raise ValueError(f"{name} must not be empty")
-    return result
-
-
-def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _element(tag: str, attrs: Mapping[str, Any]) -> str:

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-from thumbsvc.contrib.django.conf import build_thumbnailer, read_keys
+from thumbsvc.contrib.django.conf import build_tags, read_keys
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -45,7 +45,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         )
     if not errors:
         try:
-            build_thumbnailer(settings)
+            build_tags(settings)
         except ImproperlyConfigured as exc:
             errors.append(checks.Error(str(exc), id="thumbsvc.E003"))
     return errors

@@ -1,4 +1,4 @@
-"""Settings adapter: ``settings.THUMBSVC_*`` in, one configured ``Thumbnailer`` out.
+"""Settings adapter: ``settings.THUMBSVC_*`` in, one configured ``ThumbnailTags`` out.
 
 ==========================  ===========================================================
 ``THUMBSVC_KEY``            signing key; a comma-separated string or a list, newest first
@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from thumbsvc.client import URLSigner
-from thumbsvc.contrib.thumbnails import Thumbnailer
+from thumbsvc.contrib.thumbnails import ThumbnailTags
 
 PREFIX = "THUMBSVC_"
 
@@ -38,8 +38,8 @@ def read_keys(value: object) -> list[str]:
     raise TypeError("THUMBSVC_KEY must be a string (comma-separated for rotation) or a list of strings")
 
 
-def build_thumbnailer(conf: Any) -> Thumbnailer:
-    """Given a settings object, return its ``Thumbnailer``.
+def build_tags(conf: Any) -> ThumbnailTags:
+    """Given a settings object, return its ``ThumbnailTags``.
 
     Raise ``ImproperlyConfigured`` naming the setting that is missing or wrong.
     """
@@ -51,7 +51,7 @@ def build_thumbnailer(conf: Any) -> Thumbnailer:
         raise ImproperlyConfigured("THUMBSVC_BASE_URL is not set: thumbnail URLs need the service's address.")
     raise_errors = getattr(conf, "THUMBSVC_RAISE_ERRORS", None)
     try:
-        return Thumbnailer(
+        return ThumbnailTags(
             URLSigner(keys, base_url),
             defaults=getattr(conf, "THUMBSVC_DEFAULTS", None),
             presets=getattr(conf, "THUMBSVC_PRESETS", None),
@@ -65,12 +65,12 @@ def build_thumbnailer(conf: Any) -> Thumbnailer:
 
 
 @functools.cache
-def get_thumbnailer() -> Thumbnailer:
-    """Return the ``Thumbnailer`` of the project's settings (built once, rebuilt when they change)."""
-    return build_thumbnailer(settings)
+def get_tags() -> ThumbnailTags:
+    """Return the ``ThumbnailTags`` of the project's settings (built once, rebuilt when they change)."""
+    return build_tags(settings)
 
 
 def reset(*, setting: str, **kwargs: Any) -> None:
-    """``setting_changed`` receiver: forget the thumbnailer when a setting it reads changes."""
+    """``setting_changed`` receiver: forget the ThumbnailTags when a setting they read changes."""
     if setting.startswith(PREFIX) or setting == "DEBUG":
-        get_thumbnailer.cache_clear()
+        get_tags.cache_clear()

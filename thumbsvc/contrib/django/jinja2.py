@@ -10,12 +10,12 @@ from typing import Any
 
 from jinja2 import Environment
 
-from thumbsvc.contrib.django.conf import get_thumbnailer
+from thumbsvc.contrib.django.conf import get_tags
 from thumbsvc.contrib.jinja2 import install
 
 
 def environment(**options: Any) -> Environment:
     """Return a Jinja2 ``Environment`` whose thumbnail globals follow Django's settings."""
     env = Environment(**options)
-    install(env, get_thumbnailer)
+    install(env, get_tags)
     return env
