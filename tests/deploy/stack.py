@@ -78,15 +78,19 @@ class Process:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL to the whole process group (nginx's workers too) if it lingers."""
+    def terminate(self) -> None:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL to the whole process group (nginx's workers too) if it lingers."""
+        self.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=15)
         if self.popen.poll() is None:
+            # Still alive, so the group is still ours: take its children (nginx's workers) with it.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait(timeout=10)
 
 
@@ -127,6 +131,8 @@ class Stack:
         return "\n".join(p.tail() for p in self.processes)
 
     def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.terminate()
         for process in reversed(self.processes):
             process.stop()
 
