@@ -51,7 +51,8 @@ def configure(max_source_pixels: int) -> None:
     """Set Pillow's process-wide guards once, at start-up.
 
     Pillow's own bomb check stays armed at twice our limit as a second fence, and its
-    warning becomes an error; truncated images are never accepted.
+    warning becomes an error; truncated images are never accepted; the EXIF reader's
+    complaints about corrupt blocks are silenced (such a block is ignored).
     """
     try:
         import pillow_heif  # type: ignore[import-not-found,unused-ignore]
@@ -62,6 +63,8 @@ def configure(max_source_pixels: int) -> None:
     Image.MAX_IMAGE_PIXELS = max_source_pixels
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     warnings.simplefilter("error", Image.DecompressionBombWarning)
+    # A corrupt EXIF block means "no orientation", not a log line per request.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
 
 
 @contextmanager
