@@ -17,6 +17,9 @@
   // What Chromium sends for <img>, so f:auto negotiates the format an <img> would get.
   const IMAGE_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
 
+  // The service's X-Cache header, in words.
+  const CACHE_NOTES = { HIT: "from the service's cache", MISS: "rendered now", JOIN: "shared a render in flight" };
+
   let sequence = 0;
   let timer = 0;
   let lastBody = "";
@@ -167,7 +170,9 @@
         byId("m-bytes").textContent = formatBytes(blob.size);
         byId("m-type").textContent = response.headers.get("content-type") || "?";
         const server = serverTiming(response.headers.get("server-timing"));
-        byId("m-time").textContent = Math.round(elapsed) + " ms" + (server ? " (server: " + server + ")" : "");
+        const cache = CACHE_NOTES[response.headers.get("x-cache")];
+        byId("m-time").textContent =
+          Math.round(elapsed) + " ms" + (server ? " (server: " + server + ")" : "") + (cache ? ", " + cache : "");
         byId("m-time").title = "From request to last byte, measured in this browser";
         error.hidden = true;
         thumb.classList.remove("stale");
