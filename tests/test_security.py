@@ -433,6 +433,22 @@ def test_remote_source_renders(world: World) -> None:
     assert seen.headers["user-agent"].startswith("thumbsvc/")
 
 
+def test_no_allowlist_in_production_refuses_remote_sources(client_factory: Any) -> None:
+    client = client_factory()  # a key, a media root, no THUMBSVC_ALLOWED_SOURCES
+    response = client.get(SIGNER.path("http://127.0.0.1:9/cat.jpg", width=100))
+    assert response.status_code == 403
+    assert "THUMBSVC_ALLOWED_SOURCES" in response.text
+
+
+def test_development_mode_never_fetches_remote_sources() -> None:
+    config = Settings(allowed_sources=("*",), allow_private_networks=("127.0.0.0/8",), render_slots=1)
+    with OriginServer("127.0.0.1") as origin, TestClient(create_app(config)) as client:
+        origin.route("/cat.jpg", body(make_photo((64, 48))))
+        path = URLSigner(key=config.dev_key).path(origin.url("/cat.jpg"), width=32)
+        assert client.get(path).status_code == 403
+        assert origin.accepts == 0
+
+
 # Headers on every kind of answer --------------------------------------------------------------------------------
 
 
