@@ -279,7 +279,7 @@ def test_grid_view_renders_every_fit_and_gravity(open_tab: Any) -> None:
     page.click("#nav-grid")
     page.wait_for_url(re.compile(r"/_dev/grid\?"))
     cells = images(tab)
-    assert len(cells) == 4 * 11  # four fits; nine compass gravities, centre and smart, and the focal point
+    assert len(cells) == 4 * 11  # four fits; eight compass points, centre, smart and the focal point
     assert all(cell["w"] > 0 for cell in cells), cells
     fits = [cell for cell in cells if "/fit:" in cell["src"]]
     assert len(fits) == 3 * 11 and all((cell["w"], cell["h"]) == (160, 160) for cell in fits)
