@@ -290,6 +290,12 @@ def test_escaping_of_sources_and_attributes(thumbsvc_client: TestClient) -> None
     assert fetch_image(thumbsvc_client, href).width == 64
 
 
+def test_values_marked_safe_are_written_as_they_are() -> None:
+    markup = render("{% thumbnail_img src 32 alt=alt|safe %}", src="a.jpg", alt="Tom &amp; Jerry")
+    assert 'alt="Tom &amp; Jerry"' in markup
+    assert only(markup, "img")["alt"] == "Tom & Jerry"
+
+
 def test_markup_stays_escaped_with_autoescape_off() -> None:
     markup = render(
         "{% autoescape off %}{% thumbnail_img src 32 32 alt=alt %}{% endautoescape %}", src=ODD_NAME, alt='"<x>'
