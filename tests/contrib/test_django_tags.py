@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +12,17 @@ from django.template import Context, Template
 from django.test import override_settings
 from starlette.testclient import TestClient
 
-from tests.contrib.conftest import BASE_URL, IMAGES, KEY, ODD_NAME, Photo, fetch_image, parse_elements, parse_srcset
+from tests.contrib.conftest import (
+    BASE_URL,
+    IMAGES,
+    KEY,
+    MEDIA_ROOT,
+    ODD_NAME,
+    Photo,
+    fetch_image,
+    parse_elements,
+    parse_srcset,
+)
 from thumbsvc.client import URLSigner
 from thumbsvc.contrib.django.conf import get_tags
 
@@ -327,3 +339,20 @@ def test_a_gallery_page(thumbsvc_client: TestClient, photos: list[Photo]) -> Non
     for img in imgs:
         expected = (int(img["width"] or 0), int(img["height"] or 0))
         assert fetch_image(thumbsvc_client, img["src"] or "").size == expected
+
+
+@pytest.mark.corpus
+def test_exif_rotated_photo_needs_its_upright_size(corpus: Path, thumbsvc_client: TestClient, photo_table: Any) -> None:
+    """Django's width_field holds the stored size (1200x1800) of a photo shown upright as 1800x1200."""
+    name = "corpus/exiforient__Landscape_6.jpg"
+    target = MEDIA_ROOT / name
+    target.parent.mkdir(exist_ok=True)
+    shutil.copyfile(corpus / "orientation" / "exiforient__Landscape_6.jpg", target)
+    photo = Photo(image=name)  # Django reads the size once, as it does when a file is saved
+    assert (photo.image_width, photo.image_height) == (1200, 1800)
+    stored = only(render("{% thumbnail_img p.image 300 300 %}", p=photo), "img")
+    assert (stored["width"], stored["height"]) == ("200", "300")  # transposed: the caveat in docs/django.md
+    assert fetch_image(thumbsvc_client, stored["src"] or "").size == (300, 200)
+    told = only(render("{% thumbnail_img p.image 300 300 source_width=1800 source_height=1200 %}", p=photo), "img")
+    assert (told["width"], told["height"]) == ("300", "200")
+    assert fetch_image(thumbsvc_client, told["src"] or "").size == (300, 200)
