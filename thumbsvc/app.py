@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -14,8 +19,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from thumbsvc import decode, playground
+from thumbsvc.accesslog import AccessLog, access_record
+from thumbsvc.admission import Admission
 from thumbsvc.config import Settings
 from thumbsvc.errors import BadRequest, ThumbError
+from thumbsvc.metrics import CONTENT_TYPE, Metrics
 from thumbsvc.service import Thumbnail, Thumbnailer
 
 logger = logging.getLogger("thumbsvc")
@@ -27,6 +35,7 @@ SECURITY_HEADERS = [
         b"default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'",
     ),
 ]
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 class SecurityHeaders:
@@ -53,32 +62,58 @@ class SecurityHeaders:
 def create_app(settings: Settings) -> Starlette:
     """Given settings, return the ASGI application."""
     decode.configure(settings.max_source_pixels)
-    thumbnailer = Thumbnailer(settings)
+    metrics = Metrics()
+    thumbnailer = Thumbnailer(settings, metrics)
+    admission = thumbnailer.admission
+    scrape_limiter = CapacityLimiter(1)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        metrics.forget_dead_workers()
+        restore_signal = drain_on_sigterm(admission, settings.drain_delay_s)
         try:
             yield
         finally:
+            # The server has stopped taking connections and waited for the requests in flight.
+            admission.draining = admission.closed = True
+            restore_signal()
             await thumbnailer.aclose()
+            metrics.worker_exiting()
 
     async def thumbnail(request: Request) -> Response:
         if request.url.query:
             raise BadRequest("query string", public_message="Thumbnail URLs take no query string")
         thumb_request = thumbnailer.parse(raw_path(request), request.headers.get("accept"))
-        thumb = await thumbnailer.thumbnail(thumb_request)
-        return thumbnail_response(request, thumb, settings)
+        served = await thumbnailer.thumbnail(thumb_request)
+        record = access_record(request.scope)
+        record.cache, record.source = served.cache, served.timing.source
+        record.render_s, record.fetch_s = served.timing.render_s, served.timing.fetch_s
+        response = thumbnail_response(request, served.thumbnail, settings)
+        response.headers["X-Cache"] = served.cache
+        return response
 
     async def healthz(request: Request) -> Response:
-        return PlainTextResponse("ok", headers={"Cache-Control": "no-store"})
+        # Alive: answered on the event loop, never behind the render slots.
+        return PlainTextResponse("ok", headers=NO_STORE)
+
+    async def readyz(request: Request) -> Response:
+        if admission.draining:
+            return PlainTextResponse("draining\n", status_code=503, headers=NO_STORE)
+        if not admission.ready():
+            return PlainTextResponse("busy\n", status_code=503, headers=NO_STORE)
+        return PlainTextResponse("ready\n", headers=NO_STORE)
+
+    async def metrics_text(request: Request) -> Response:
+        # Multi-process mode reads every worker's files: off the event loop.
+        body = await anyio.to_thread.run_sync(metrics.exposition, limiter=scrape_limiter)
+        return Response(body, headers={"Content-Type": CONTENT_TYPE, **NO_STORE})
 
     async def index(request: Request) -> Response:
-        return PlainTextResponse("thumbsvc\n", headers={"Cache-Control": "no-store"})
+        return PlainTextResponse("thumbsvc\n", headers=NO_STORE)
 
     async def thumb_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ThumbError)
-        log = logger.warning if exc.status_code >= 500 else logger.info
-        log("%s %s -> %d %s", request.method, request.url.path, exc.status_code, exc.detail)
+        access_record(request.scope).error = exc.detail
         return error_response(exc)
 
     async def server_error(request: Request, exc: Exception) -> Response:
@@ -90,19 +125,57 @@ def create_app(settings: Settings) -> Starlette:
             *(playground.routes(thumbnailer, settings) if settings.dev_mode else []),  # "/" is the playground
             Route("/", index, methods=["GET", "HEAD"]),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
+            Route("/readyz", readyz, methods=["GET", "HEAD"]),
+            Route("/metrics", metrics_text, methods=["GET", "HEAD"]),
             Route("/{path:path}", thumbnail, methods=["GET", "HEAD"]),
         ],
         exception_handlers={ThumbError: thumb_error, Exception: server_error},
         lifespan=lifespan,
     )
     app.state.thumbnailer = thumbnailer
+    app.state.metrics = metrics
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(AccessLog, metrics=metrics)
     return app
 
 
 def app_from_env() -> Starlette:
     """The uvicorn factory: settings from the environment."""
     return create_app(Settings.from_env(os.environ))
+
+
+def drain_on_sigterm(admission: Admission, delay_s: float) -> Callable[[], None]:
+    """On SIGTERM, mark ``admission`` draining (readyz 503) and pass the signal to the server after ``delay_s``.
+
+    The delay lets a load balancer see the failing readiness check and stop sending traffic
+    before the server closes its socket. Only the server's own handler (uvicorn's) is chained,
+    and only from the main thread. Return a function that puts the previous handler back.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        return lambda: None
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # pragma: no cover - not on asyncio
+        return lambda: None
+    server_handler = previous
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        if admission.draining or delay_s <= 0:
+            admission.draining = True
+            server_handler(signum, None)
+            return
+        admission.draining = True
+        logger.info("SIGTERM: draining for %.1f s before shutting down", delay_s)
+        loop.call_soon_threadsafe(loop.call_later, delay_s, server_handler, signum, None)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        if signal.getsignal(signal.SIGTERM) is on_sigterm:
+            signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 def raw_path(request: Request) -> str:

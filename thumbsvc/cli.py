@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
+import math
 import os
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 
 from thumbsvc.client import URLSigner
 from thumbsvc.config import ConfigError, Settings
@@ -62,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from thumbsvc.accesslog import logging_config
+
     settings = Settings.from_env(os.environ)
     if settings.dev_mode:
         if not _is_loopback(args.host):
@@ -69,19 +75,48 @@ def serve(args: argparse.Namespace) -> int:
         if args.workers != 1:
             raise ConfigError("Development mode (no THUMBSVC_KEY) runs one worker: its key is per process.")
         print(f"thumbsvc: development mode on http://{args.host}:{args.port}/ (set THUMBSVC_KEY for production)")
-    uvicorn.run(
-        "thumbsvc.app:app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        limit_max_requests=args.limit_max_requests,
-        log_level=args.log_level,
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    with _metrics_dir(args.workers):
+        uvicorn.run(
+            "thumbsvc.app:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            limit_max_requests=args.limit_max_requests,
+            log_level=args.log_level,
+            log_config=logging_config(settings.log_json),
+            access_log=False,  # thumbsvc.access logs every request, with cache status and render time
+            proxy_headers=False,
+            server_header=False,
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
+        )
     return 0
+
+
+@contextlib.contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """Set up prometheus-client's multi-process mode for several workers, before any worker starts.
+
+    An operator's ``PROMETHEUS_MULTIPROC_DIR`` is emptied of an earlier run's files (they would be
+    added in); without one, a private temporary directory is made and removed at exit.
+    """
+    from thumbsvc.metrics import prepare_multiprocess_dir
+
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if configured:
+        prepare_multiprocess_dir(configured)
+        yield
+        return
+    if workers <= 1:
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="thumbsvc-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path  # inherited by the workers
+    try:
+        yield
+    finally:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def url(args: argparse.Namespace) -> int:

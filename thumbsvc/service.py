@@ -1,27 +1,40 @@
-"""The request pipeline without HTTP: path in, thumbnail (or an error from errors.py) out."""
+"""The request pipeline without HTTP: path in, thumbnail (or an error from errors.py) out.
+
+``Thumbnailer.thumbnail`` runs the steps of DESIGN.md in order: result cache → single
+flight → admission (a queue place, before any source traffic) → source cache and single
+flight → render in a worker thread while holding a render slot → store the result.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from functools import partial
 
 import anyio.to_thread
 from anyio import CapacityLimiter
 
+from thumbsvc.admission import Admission
+from thumbsvc.cache import SingleFlight, TTLCache
 from thumbsvc.config import Settings
-from thumbsvc.decode import Limits
+from thumbsvc.decode import Limits, open_image
 from thumbsvc.encoding import negotiate
 from thumbsvc.errors import BadRequest, Forbidden
+from thumbsvc.metrics import Metrics
 from thumbsvc.options import RenderOptions
-from thumbsvc.pipeline import RENDER_VERSION, render
+from thumbsvc.pipeline import RENDER_VERSION, Rendered, render
 from thumbsvc.signing import PathSigner
-from thumbsvc.sources import Sources
+from thumbsvc.sources import SourceImage, Sources, is_remote
 from thumbsvc.sources.http import HttpSource
 from thumbsvc.sources.local import LocalSource
 from thumbsvc.urls import ThumbPath, split_path
 
 logger = logging.getLogger("thumbsvc")
+
+# What an entry costs beyond its bytes (key, ETag, objects), so tiny entries cannot flood the cache.
+ENTRY_OVERHEAD_BYTES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +60,49 @@ class Thumbnail:
     vary_accept: bool
 
 
-class Thumbnailer:
-    """Verify, fetch and render. One per process; holds the loaders and the render limiter."""
+@dataclass(slots=True)
+class Timing:
+    """What one request cost, for the access log: only the request that did the work has numbers."""
 
-    def __init__(self, settings: Settings) -> None:
+    source: str = "-"  # source cache: HIT, MISS or JOIN ("-" when no source was needed)
+    fetch_s: float | None = None
+    render_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    thumbnail: Thumbnail
+    cache: str  # HIT (result cache), MISS (rendered for this request) or JOIN (shared an identical request's render)
+    timing: Timing = field(default_factory=Timing)
+
+
+class Thumbnailer:
+    """Verify, fetch and render. One per process; holds the loaders, the caches and admission control."""
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else Metrics()
         self.limits = Limits.from_settings(settings)
         self.signer = PathSigner(settings.signing_keys)
-        root = settings.effective_media_root
+        self.admission = Admission(
+            self.metrics,
+            slots=settings.render_slots,
+            queue_size=settings.queue_size,
+            timeout_s=settings.queue_timeout_s,
+            pixel_budget=settings.render_pixel_budget,
+        )
+        # Header probes (the pixel budget's, the playground's) run in threads of their own, never on
+        # anyio's default limiter and never waiting behind the render slots.
         self.render_limiter = CapacityLimiter(settings.render_slots)
+        self.results: TTLCache[Thumbnail] = TTLCache(
+            settings.cache_bytes, settings.cache_ttl_s, on_evict=partial(self._evicted, "result")
+        )
+        self.result_flight: SingleFlight[Thumbnail] = SingleFlight()
+        self.source_cache: TTLCache[SourceImage] = TTLCache(
+            settings.source_cache_bytes, settings.source_cache_ttl_s, on_evict=partial(self._evicted, "source")
+        )
+        self.source_flight: SingleFlight[SourceImage] = SingleFlight()
+        root = settings.effective_media_root
         local = LocalSource(root, max_bytes=settings.max_source_bytes) if root else None
         remote = HttpSource(settings) if settings.allowed_sources and not settings.dev_mode else None
         self.sources = Sources(local, remote)
@@ -80,19 +127,104 @@ class Thumbnailer:
         bucket = negotiate(accept) if path.options.format == "auto" else ""
         return ThumbRequest(path, accept, bucket)
 
-    async def thumbnail(self, request: ThumbRequest) -> Thumbnail:
-        source = await self.sources.fetch(request.path.source)
-        rendered = await anyio.to_thread.run_sync(
-            render, source.data, request.options, self.limits, request.accept, limiter=self.render_limiter
-        )
-        return Thumbnail(
+    async def thumbnail(self, request: ThumbRequest) -> Served:
+        """Return the thumbnail: from the result cache, from an identical request in flight, or rendered now.
+
+        Raise ``Overloaded`` when admission refuses the work, and the source and render errors otherwise.
+        """
+        key = request.cache_key
+        cached = self.results.get(key)
+        if cached is not None:
+            self.metrics.cache_hits.labels("result").inc()
+            return Served(cached, "HIT")
+        self.metrics.cache_misses.labels("result").inc()
+        timing = Timing()
+        thumb, joined = await self.result_flight.run(key, partial(self._produce, request, timing))
+        if joined:
+            self.metrics.flight_joins.labels("result").inc()
+            return Served(thumb, "JOIN")
+        return Served(thumb, "MISS", timing)
+
+    async def _produce(self, request: ThumbRequest, timing: Timing) -> Thumbnail:
+        async with self.admission.admit():
+            source = await self.load(request.path.source, timing)
+            pixels = await self._measure(source) if self.admission.pixel_budget else 0
+            rendered = await self.admission.run(
+                self._render, source.data, request.options, request.accept, timing, pixels=pixels
+            )
+        thumb = Thumbnail(
             data=rendered.data,
             media_type=rendered.media_type,
             etag=make_etag(request, source.validator),
             vary_accept=request.options.format == "auto",
         )
+        self.results.put(request.cache_key, thumb, len(thumb.data) + len(request.cache_key) + ENTRY_OVERHEAD_BYTES)
+        self._sizes("result")
+        return thumb
+
+    def _render(self, data: bytes, options: RenderOptions, accept: str | None, timing: Timing) -> Rendered:
+        # Runs in a worker thread; prometheus-client metrics are thread-safe.
+        self.metrics.renders.inc()
+        started = time.perf_counter()
+        try:
+            return render(data, options, self.limits, accept)
+        except BaseException:
+            self.metrics.render_errors.inc()
+            raise
+        finally:
+            timing.render_s = time.perf_counter() - started
+            self.metrics.render_seconds.observe(timing.render_s)
+
+    async def load(self, ref: str, timing: Timing | None = None) -> SourceImage:
+        """Return the source's bytes: from the source cache, from an identical fetch in flight, or fetched now."""
+        timing = timing if timing is not None else Timing()
+        cached = self.source_cache.get(ref)
+        if cached is not None:
+            self.metrics.cache_hits.labels("source").inc()
+            timing.source = "HIT"
+            return cached
+        self.metrics.cache_misses.labels("source").inc()
+        source, joined = await self.source_flight.run(ref, partial(self._fetch, ref, timing))
+        if joined:
+            self.metrics.flight_joins.labels("source").inc()
+            timing.source = "JOIN"
+        return source
+
+    async def _fetch(self, ref: str, timing: Timing) -> SourceImage:
+        kind = "remote" if is_remote(ref) else "local"
+        started = time.perf_counter()
+        source = await self.sources.fetch(ref)
+        timing.source = "MISS"
+        timing.fetch_s = time.perf_counter() - started
+        self.metrics.fetch_seconds.labels(kind).observe(timing.fetch_s)
+        self.metrics.source_bytes.labels(kind).inc(len(source.data))
+        self.source_cache.put(ref, source, len(source.data) + len(ref) + ENTRY_OVERHEAD_BYTES)
+        self._sizes("source")
+        return source
+
+    async def _measure(self, source: SourceImage) -> int:
+        """Return the source's pixel count from its header (for the pixel budget); raise its decode errors."""
+
+        def probe() -> int:
+            width, height = open_image(source.data, self.limits).size
+            return width * height
+
+        return await anyio.to_thread.run_sync(probe, limiter=self.render_limiter)
+
+    def _evicted(self, name: str, reason: str) -> None:
+        self.metrics.cache_evictions.labels(name, reason).inc()
+        self._sizes(name)
+
+    def _sizes(self, name: str) -> None:
+        cache: TTLCache[Thumbnail] | TTLCache[SourceImage] = self.results if name == "result" else self.source_cache
+        self.metrics.cache_bytes.labels(name).set(cache.bytes)
+        self.metrics.cache_entries.labels(name).set(len(cache))
 
     async def aclose(self) -> None:
+        self.results.clear()
+        self.source_cache.clear()
+        self._sizes("result")
+        self._sizes("source")
         await self.sources.aclose()
 
 

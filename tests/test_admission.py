@@ -1,0 +1,278 @@
+"""Admission control on its own: slots, the bounded queue, its deadline, the pixel budget, draining.
+
+Renders are stood in for by functions that block their worker thread until the test lets
+them go, so every state is reached deterministically.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+from prometheus_client import generate_latest
+
+from tests.live import sample
+from thumbsvc.admission import Admission
+from thumbsvc.errors import Overloaded
+from thumbsvc.metrics import Metrics
+
+
+def make(**kwargs: Any) -> Admission:
+    values: dict[str, Any] = {"slots": 1, "queue_size": 1, "timeout_s": 5.0}
+    values.update(kwargs)
+    return Admission(Metrics(), **values)
+
+
+def scrape(admission: Admission) -> str:
+    return generate_latest(admission.metrics.registry).decode()
+
+
+class Gate:
+    """A blocking job for a worker thread: runs until ``release()``."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self._go = threading.Event()
+
+    def __call__(self, value: str) -> str:
+        self.started.set()
+        if not self._go.wait(10):
+            raise RuntimeError("gate never opened")
+        return value
+
+    def release(self) -> None:
+        self._go.set()
+
+    async def wait_started(self) -> None:
+        await anyio.to_thread.run_sync(self.started.wait, 10, limiter=anyio.CapacityLimiter(1))
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    with anyio.fail_after(10):
+        while not condition():
+            await anyio.sleep(0.005)
+
+
+def run(main: Callable[[], Awaitable[None]]) -> None:
+    anyio.run(main)
+
+
+def test_a_full_queue_rejects_at_once_and_admitted_requests_complete() -> None:
+    admission = make(slots=1, queue_size=1)
+    gate = Gate()
+    results: list[str] = []
+
+    async def request(value: str) -> None:
+        async with admission.admit():
+            results.append(await admission.run(gate, value))
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(request, "first")
+            await gate.wait_started()
+            tg.start_soon(request, "second")
+            await until(lambda: admission.admitted == 2)
+            assert (admission.active, admission.depth) == (1, 1)
+            assert not admission.ready()  # the one queue place is taken: above 80 %
+            with pytest.raises(Overloaded) as info:
+                async with admission.admit():
+                    pytest.fail("admitted past capacity")
+            assert info.value.status_code == 503
+            assert info.value.headers["Retry-After"] == "1"
+            assert info.value.cache_ttl_s is None
+            gate.release()
+        assert results == ["first", "second"]
+        assert (admission.admitted, admission.active) == (0, 0)
+        assert admission.ready()
+
+    run(main)
+    text = scrape(admission)
+    assert sample(text, "thumbsvc_rejected_total", reason="queue_full") == 1
+    assert sample(text, "thumbsvc_queue_depth") == 0
+    assert sample(text, "thumbsvc_queue_wait_seconds_count") == 2
+
+
+def test_a_request_waiting_past_its_deadline_gets_503() -> None:
+    admission = make(slots=1, queue_size=4, timeout_s=0.2)
+    gate = Gate()
+    outcome: list[str] = []
+
+    async def holder() -> None:
+        async with admission.admit():
+            outcome.append(await admission.run(gate, "held"))
+
+    async def waiter() -> None:
+        async with admission.admit():
+            try:
+                await admission.run(str.upper, "never")
+            except Overloaded as exc:
+                outcome.append(exc.detail)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(holder)
+            await gate.wait_started()
+            await waiter()
+            assert admission.admitted == 1  # the expired request gave its place back
+            gate.release()
+
+    run(main)
+    assert outcome[0].startswith("queue_timeout")
+    assert outcome[1] == "held"
+    assert sample(scrape(admission), "thumbsvc_rejected_total", reason="queue_timeout") == 1
+
+
+def test_the_queue_place_is_taken_before_any_slot_is_free() -> None:
+    # A request holds its place while it loads its source: capacity counts it from admission on.
+    admission = make(slots=1, queue_size=0)
+    loading = anyio.Event()
+    finish = anyio.Event()
+
+    async def loads_slowly() -> None:
+        async with admission.admit():
+            loading.set()
+            await finish.wait()
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(loads_slowly)
+            await loading.wait()
+            assert (admission.admitted, admission.active, admission.depth) == (1, 0, 1)
+            with pytest.raises(Overloaded):
+                async with admission.admit():
+                    pass
+            finish.set()
+
+    run(main)
+
+
+def test_renders_run_in_our_threads_not_anyios_default_limiter() -> None:
+    admission = make(slots=2, queue_size=0)
+    gate = Gate()
+
+    async def main() -> None:
+        default = anyio.to_thread.current_default_thread_limiter()
+        async with anyio.create_task_group() as tg:
+
+            async def render() -> None:
+                async with admission.admit():
+                    await admission.run(gate, "x")
+
+            tg.start_soon(render)
+            await gate.wait_started()
+            assert admission.limiter.borrowed_tokens == 1
+            assert default.borrowed_tokens == 0
+            gate.release()
+
+    run(main)
+
+
+def test_draining_refuses_new_work_and_is_not_ready() -> None:
+    admission = make()
+    admission.draining = True
+    assert not admission.ready()
+
+    async def main() -> None:
+        async with admission.admit():  # draining alone still serves: the load balancer is being told
+            pass
+        admission.closed = True
+        with pytest.raises(Overloaded):
+            async with admission.admit():
+                pass
+
+    run(main)
+    assert sample(scrape(admission), "thumbsvc_rejected_total", reason="draining") == 1
+
+
+@pytest.mark.parametrize(
+    ("slots", "queue_size", "admitted", "ready"),
+    [
+        (2, 8, 0, True),
+        (2, 8, 8, True),
+        (2, 8, 8 + 2, False),
+        (2, 10, 2 + 8, True),
+        (2, 10, 2 + 9, False),
+        (2, 0, 2, True),
+    ],
+)
+def test_ready_until_the_queue_is_more_than_80_percent_full(
+    slots: int, queue_size: int, admitted: int, ready: bool
+) -> None:
+    admission = make(slots=slots, queue_size=queue_size)
+    admission.admitted = admitted
+    assert admission.ready() is ready
+
+
+def test_the_pixel_budget_keeps_big_sources_apart_first_come_first_served() -> None:
+    admission = make(slots=3, queue_size=3, pixel_budget=100)
+    big, medium, small = Gate(), Gate(), Gate()
+    order: list[str] = []
+
+    async def request(gate: Gate, name: str, pixels: int) -> None:
+        async with admission.admit():
+            order.append(await admission.run(gate, name, pixels=pixels))
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(request, big, "big", 80)
+            await big.wait_started()
+            tg.start_soon(request, medium, "medium", 30)  # does not fit beside big
+            await until(lambda: admission.admitted == 2)
+            tg.start_soon(request, small, "small", 10)  # would fit, but waits its turn
+            await until(lambda: admission.admitted == 3)
+            await anyio.sleep(0.05)
+            assert admission.active == 1
+            assert not medium.started.is_set() and not small.started.is_set()
+            big.release()
+            await medium.wait_started()
+            await small.wait_started()
+            assert admission.active == 2
+            medium.release()
+            small.release()
+
+    run(main)
+    assert order[0] == "big"
+    assert sorted(order[1:]) == ["medium", "small"]
+
+
+def test_a_source_larger_than_the_budget_runs_alone() -> None:
+    admission = make(slots=2, queue_size=2, pixel_budget=100)
+
+    async def main() -> None:
+        async with admission.admit():
+            assert await admission.run(str.upper, "huge", pixels=1000) == "HUGE"
+
+    run(main)
+
+
+def test_a_pixel_wait_is_bounded_by_the_deadline() -> None:
+    admission = make(slots=2, queue_size=2, pixel_budget=100, timeout_s=0.2)
+    gate = Gate()
+    outcome: list[str] = []
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+
+            async def holder() -> None:
+                async with admission.admit():
+                    await admission.run(gate, "x", pixels=90)
+
+            tg.start_soon(holder)
+            await gate.wait_started()
+            async with admission.admit():
+                try:
+                    await admission.run(str.upper, "y", pixels=20)
+                except Overloaded as exc:
+                    outcome.append(exc.detail)
+            gate.release()
+        # Everything was handed back: a full-budget job runs at once.
+        async with admission.admit():
+            outcome.append(await admission.run(str.upper, "z", pixels=100))
+
+    run(main)
+    assert outcome[0].startswith("queue_timeout")
+    assert outcome[1] == "Z"

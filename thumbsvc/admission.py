@@ -1,0 +1,161 @@
+"""Admission control: bounded render slots, a bounded wait queue with a deadline, an optional pixel budget.
+
+A request takes its place with ``admit()`` *before* its source is loaded, so overload is
+shed before any origin traffic: when ``slots + queue_size`` requests are already admitted
+the next one gets ``Overloaded`` (503) at once. It holds a render slot only around pixel
+work (``run``), and waits for one at most ``timeout_s``; past that it gets ``Overloaded``
+too. Nothing here ever waits without a bound.
+
+Render slots are our own ``CapacityLimiter``; the worker threads run under a second limiter of
+the same size (a task cannot hold two tokens of one limiter), never under anyio's default
+40-thread limiter.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar, TypeVarTuple
+
+import anyio
+import anyio.to_thread
+from anyio import CapacityLimiter
+
+from thumbsvc.errors import Overloaded
+from thumbsvc.metrics import Metrics
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+# readyz turns not-ready when the queue beyond the slots is fuller than this.
+READY_QUEUE_FRACTION = 0.8
+
+
+class Admission:
+    """Render slots and the queue in front of them, for one process."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        slots: int,
+        queue_size: int,
+        timeout_s: float,
+        pixel_budget: int = 0,
+        retry_after_s: int = 1,
+    ) -> None:
+        self.metrics = metrics
+        self.slots = slots
+        self.queue_size = queue_size
+        self.timeout_s = timeout_s
+        self.pixel_budget = pixel_budget
+        self.retry_after_s = retry_after_s
+        self.limiter = CapacityLimiter(slots)
+        self._threads = CapacityLimiter(slots)
+        self.admitted = 0  # holding a place: loading a source, waiting for a slot, or rendering
+        self.active = 0  # holding a render slot
+        self.draining = False  # readyz says not ready; requests are still served
+        self.closed = False  # shutting down: new requests are refused
+        self._pixels_in_use = 0
+        self._pixel_waiters: deque[tuple[int, anyio.Event]] = deque()
+
+    @property
+    def capacity(self) -> int:
+        return self.slots + self.queue_size
+
+    @property
+    def depth(self) -> int:
+        """Admitted requests that do not hold a render slot."""
+        return self.admitted - self.active
+
+    def ready(self) -> bool:
+        """False while draining or when the queue beyond the slots is more than 80 % full."""
+        if self.draining or self.closed:
+            return False
+        return self.admitted - self.slots <= READY_QUEUE_FRACTION * self.queue_size
+
+    @asynccontextmanager
+    async def admit(self) -> AsyncIterator[None]:
+        """Hold a place in the queue for the body of the ``with``; raise ``Overloaded`` if there is none."""
+        if self.closed:
+            self._reject("draining", "shutting down")
+        if self.admitted >= self.capacity:
+            self._reject("queue_full", f"{self.admitted} admitted, capacity {self.capacity}")
+        self.admitted += 1
+        self._update()
+        try:
+            yield
+        finally:
+            self.admitted -= 1
+            self._update()
+
+    async def run(self, func: Callable[[*Ts], T], *args: *Ts, pixels: int = 0) -> T:
+        """Wait (up to the deadline) for a render slot and ``pixels`` of the budget, then run ``func`` in a thread.
+
+        Raise ``Overloaded`` if the wait would pass the deadline. Call it inside ``admit()``.
+        """
+        started = anyio.current_time()
+        reserved = slot = False
+        try:
+            with anyio.move_on_after(self.timeout_s):
+                await self._reserve_pixels(pixels)
+                reserved = True
+                await self.limiter.acquire()
+                slot = True
+            self.metrics.queue_wait_seconds.observe(anyio.current_time() - started)
+            if not slot:
+                self._reject("queue_timeout", f"no render slot within {self.timeout_s} s")
+            self.active += 1
+            self._update()
+            try:
+                return await anyio.to_thread.run_sync(func, *args, limiter=self._threads)
+            finally:
+                self.active -= 1
+                self.limiter.release()
+                self._update()
+        finally:
+            if reserved:
+                self._release_pixels(pixels)
+
+    async def _reserve_pixels(self, pixels: int) -> None:
+        """Take ``pixels`` of the budget, first come first served; a source larger than the budget runs alone."""
+        if self.pixel_budget <= 0 or pixels <= 0:
+            return
+        if not self._pixel_waiters and self._fits(pixels):
+            self._pixels_in_use += pixels
+            return
+        waiter = (pixels, anyio.Event())
+        self._pixel_waiters.append(waiter)
+        try:
+            await waiter[1].wait()
+        except BaseException:
+            if waiter[1].is_set():  # granted just as we were cancelled: hand it back
+                self._release_pixels(pixels)
+            else:
+                self._pixel_waiters.remove(waiter)
+                self._grant_pixels()
+            raise
+
+    def _release_pixels(self, pixels: int) -> None:
+        if self.pixel_budget <= 0 or pixels <= 0:
+            return
+        self._pixels_in_use -= pixels
+        self._grant_pixels()
+
+    def _grant_pixels(self) -> None:
+        while self._pixel_waiters and self._fits(self._pixel_waiters[0][0]):
+            pixels, event = self._pixel_waiters.popleft()
+            self._pixels_in_use += pixels
+            event.set()
+
+    def _fits(self, pixels: int) -> bool:
+        return self._pixels_in_use == 0 or self._pixels_in_use + pixels <= self.pixel_budget
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self.metrics.rejected.labels(reason).inc()
+        raise Overloaded(f"{reason}: {detail}", retry_after_s=self.retry_after_s)
+
+    def _update(self) -> None:
+        self.metrics.queue_depth.set(self.depth)
+        self.metrics.renders_in_progress.set(self.active)
