@@ -18,13 +18,16 @@ MEDIA_TYPES = {
 }
 # Output kind for each source format when the URL asks for none.
 SOURCE_KINDS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "AVIF": "avif"}
-DEFAULT_QUALITY = {"jpeg": 82, "webp": 80, "avif": 60}
+# Chosen by bench/encode_quality.py (docs/rendering.md): JPEG 82 sits where more bytes stop buying
+# much SSIM; WebP and AVIF take the lowest quality whose median SSIM matches JPEG 82's.
+DEFAULT_QUALITY = {"jpeg": 82, "webp": 82, "avif": 68}
 WEBP_METHOD = 4
 AVIF_SPEED = 8
 PNG_COMPRESS_LEVEL = 6
 ALPHA_FORMATS = frozenset({"png", "webp", "avif", "gif"})
-# JPEGs larger than this many pixels are written progressive: smaller and they render early.
-PROGRESSIVE_MIN_PIXELS = 100 * 100
+# JPEGs of at least this many pixels are written progressive: from about 300x225 up progressive
+# is smaller than optimised baseline (and renders early); below it, it is larger (docs/rendering.md).
+PROGRESSIVE_MIN_PIXELS = 50_000
 
 
 def negotiate(accept: str | None) -> str:
