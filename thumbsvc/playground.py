@@ -127,6 +127,8 @@ class Playground:
         try:
             spec = self.parse(request.query_params or DEFAULT_QUERY, sources)
         except ValueError as exc:
+            if not sources:  # nothing to fall back to
+                return Response(f"{exc}\n", status_code=404, media_type="text/plain", headers=page_headers())
             error, spec = str(exc), self.parse(DEFAULT_QUERY, sources)
         prefix = request.scope.get("root_path", "")
         origin = f"{request.url.scheme}://{request.url.netloc}"

@@ -99,6 +99,14 @@ def test_any_image_in_the_media_root_is_offered(nested_root: Path) -> None:
         assert decode(client.get(signed["path"]).content).size == (90, 90)
 
 
+def test_an_empty_media_root_says_so(tmp_path: Path) -> None:
+    with TestClient(create_app(Settings(media_root=str(tmp_path), render_slots=2)), base_url=LOCAL) as client:
+        page = client.get("/")
+        assert page.status_code == 404
+        assert page.text == "choose a source image (the media root has none)\n"
+        assert client.get("/_dev/grid").status_code == 400
+
+
 @pytest.mark.parametrize(
     ("fields", "size", "kind"),
     [
