@@ -147,9 +147,12 @@ def disc_on_transparent_black() -> Image.Image:
     return image
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
 @pytest.mark.parametrize("fmt", ["png", "webp", "avif", "gif"])
-def test_alpha_is_kept_where_the_format_has_it(client: TestClient, signer: URLSigner, put: Any, fmt: str) -> None:
-    source = put("disc.png", save(disc_on_transparent_black(), "PNG"))
+def test_alpha_is_kept_where_the_format_has_it(
+    client: TestClient, signer: URLSigner, put: Any, fmt: str, mode: str
+) -> None:
+    source = put("disc.png", save(disc_on_transparent_black().convert(mode), "PNG"))
     image = fetch(client, signer, source, width=50, format=fmt).convert("RGBA")
     assert image.getpixel((1, 1))[3] == 0  # type: ignore[index]
     assert image.getpixel((25, 25))[3] == 255  # type: ignore[index]

@@ -134,6 +134,8 @@ def encode_animation(
 
 def _binary_alpha(image: Image.Image) -> Image.Image:
     """GIF has one transparent palette entry: make every pixel fully opaque or fully clear (at 50%)."""
+    if image.mode == "LA":
+        image = image.convert("RGBA")  # the GIF writer would drop the alpha of LA
     if image.mode != "RGBA":
         return image
     alpha = image.getchannel("A").point(lambda value: 255 if value >= 128 else 0)
