@@ -308,6 +308,18 @@ def test_over_the_animation_pixel_budget_is_413(
     assert client_factory(max_animation_pixels=40_000).get(signer.path(source, width=32)).status_code == 200
 
 
+def test_animation_output_over_the_pixel_budget_is_413(
+    client_factory: Callable[..., TestClient], signer: URLSigner, put: Any
+) -> None:
+    source = put("small.gif", animated_gif(count=4, size=(100, 100)))
+    client = client_factory(max_animation_pixels=40_000)
+    assert client.get(signer.path(source, width=100)).status_code == 200
+    # Upscaled or padded, four frames of 200x200 would need 160 000 pixels: refused before decoding.
+    assert client.get(signer.path(source, width=200, upscale=True)).status_code == 413
+    assert client.get(signer.path(source, width=200, height=200, fit="pad")).status_code == 413
+    assert client.get(signer.path(source, width=200, height=200, fit="pad", format="jpeg")).status_code == 200
+
+
 def test_gif_frame_outside_the_screen_is_413(client: TestClient, signer: URLSigner, put: Any) -> None:
     # Pillow CVE-style extents bomb: a 64x48 screen whose second frame sits at (60000, 60000).
     data = bytearray(animated_gif(count=2, optimize=False))

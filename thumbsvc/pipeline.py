@@ -20,7 +20,7 @@ from PIL import ExifTags, Image
 from thumbsvc import animation, color, smartcrop
 from thumbsvc.decode import Limits, open_image, pillow_errors
 from thumbsvc.encoding import ALPHA_FORMATS, encode, encode_animation, negotiate, output_kind
-from thumbsvc.errors import BadRequest
+from thumbsvc.errors import BadRequest, SourceTooLarge
 from thumbsvc.geometry import GeometryError, Plan, plan
 from thumbsvc.options import RenderOptions
 
@@ -97,7 +97,18 @@ def render(data: bytes, options: RenderOptions, limits: Limits, accept: str | No
 
 
 def render_animation(image: Image.Image, job: Job, layout: Plan, limits: Limits) -> Rendered:
-    """Render every frame with one plan (smart focus from the first frame) and encode them together."""
+    """Render every frame with one plan (smart focus from the first frame) and encode them together.
+
+    Raise ``SourceTooLarge`` before decoding if the output frames would exceed the animation
+    pixel budget (an upscaled or padded canvas can be far larger than the source).
+    """
+    frames_out = len(animation.frame_indices(image))
+    canvas_w, canvas_h = layout.canvas
+    if frames_out * canvas_w * canvas_h > limits.max_animation_pixels:
+        raise SourceTooLarge(
+            f"{frames_out} frames of {canvas_w}x{canvas_h} is over the animation budget",
+            public_message="Animation too large for this output size",
+        )
     plays = animation.source_plays(image)
     frames: list[Image.Image] = []
     durations: list[int] = []
