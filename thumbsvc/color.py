@@ -26,6 +26,7 @@ PROFILE_SPACES = {"L": "GRAY", "LA": "GRAY", "RGB": "RGB", "RGBA": "RGB", "CMYK"
 # colour is an sRGB profile under another name: skip it.
 IDENTITY_TOLERANCE = 1
 CMS_ERRORS = (ImageCms.PyCMSError, OSError, ValueError, TypeError)
+MAX_CACHED_PROFILE_BYTES = 1_000_000
 
 
 def has_alpha(image: Image.Image) -> bool:
@@ -56,7 +57,10 @@ def to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
     A profile that does not describe the image's colour space, or that LittleCMS cannot
     read, is ignored (the pixels are taken as sRGB), never an error.
     """
-    transform = _transform(icc_profile, image.mode) if icc_profile else None
+    transform = None
+    if icc_profile:
+        build = _cached_transform if len(icc_profile) <= MAX_CACHED_PROFILE_BYTES else _transform
+        transform = build(icc_profile, image.mode)
     if transform is None:
         return image.convert("RGB") if image.mode == "CMYK" else image
     if image.mode == "LA":
@@ -70,13 +74,8 @@ def to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
     return converted.convert("L") if image.mode == "L" else converted
 
 
-@lru_cache(maxsize=32)
 def _transform(icc_profile: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
-    """Return the cached transform from ``icc_profile`` to sRGB for ``mode``; None when there is nothing to do.
-
-    Building a transform costs 2-40 ms (more than the whole resize of a photo), so it is
-    built once per distinct profile and kept: a pure, bounded memo, no configuration.
-    """
+    """Return the transform from ``icc_profile`` to sRGB for ``mode``; None when there is nothing to do."""
     try:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
         if profile.profile.xcolor_space.strip() != PROFILE_SPACES.get(mode):
@@ -96,6 +95,13 @@ def _transform(icc_profile: bytes, mode: str) -> ImageCms.ImageCmsTransform | No
     except CMS_ERRORS:
         return None
     return transform
+
+
+# Building a transform costs 2-40 ms (more than the whole resize of a photo), so each distinct
+# profile's is built once and kept: a pure, bounded memo (its keys are the profile bytes, so
+# profiles over MAX_CACHED_PROFILE_BYTES, which a JPEG can spread over many APP2 segments,
+# are built every time rather than pinned in memory).
+_cached_transform = lru_cache(maxsize=32)(_transform)
 
 
 @lru_cache(maxsize=1)
