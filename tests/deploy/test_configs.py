@@ -136,7 +136,12 @@ def test_compose_wires_real_files_and_valid_settings() -> None:
     assert example["THUMBSVC_KEY"]
     env = {**example, **app["environment"]}
     settings_env = {k: v for k, v in env.items() if k.startswith("THUMBSVC_") and k != "THUMBSVC_MEDIA_ROOT"}
-    assert not Settings.from_env(settings_env).dev_mode
+    settings = Settings.from_env(settings_env)
+    assert not settings.dev_mode
+    # docker stop waits stop_grace_period before SIGKILL: long enough to drain and finish requests in flight.
+    grace_s = int(app["stop_grace_period"].removesuffix("s"))
+    assert settings.drain_delay_s > 0
+    assert grace_s >= settings.drain_delay_s + settings.shutdown_timeout_s + 5
 
     lb = services["lb"]
     assert "./haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in lb["volumes"]

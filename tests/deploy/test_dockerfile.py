@@ -179,6 +179,17 @@ def test_healthcheck_passes_on_a_live_server_and_fails_without_one(
     assert probe(free_port()) != 0
 
 
+def test_start_command_without_a_key_refuses_to_start(image_install: ImageInstall, tmp_path: Path) -> None:
+    # The image listens on 0.0.0.0; development mode (no key) is loopback only, so a forgotten key stops
+    # the container at once with a one-line reason instead of serving with a throwaway key.
+    env = {k: v for k, v in image_install.env.items() if k != "THUMBSVC_KEY"}
+    env["THUMBSVC_PORT"] = str(free_port())
+    argv = [image_install.executable(image_install.start_command[0]), *image_install.start_command[1:]]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "THUMBSVC_KEY" in result.stderr
+
+
 def test_start_command_stops_cleanly_on_sigterm(served: tuple[int, subprocess.Popen[bytes]], tmp_path: Path) -> None:
     # docker stop / Kubernetes send SIGTERM: the process shuts down gracefully by itself, well within the
     # grace period. uvicorn re-raises the signal once done, so the status is "terminated by SIGTERM" (143).

@@ -102,8 +102,11 @@ def test_deployment_probes_resources_and_security(dockerfile: Dockerfile) -> Non
     assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (int(uid), int(gid))
     assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
 
-    # Draining: the pod keeps serving through preStop, then uvicorn's graceful shutdown, within the grace period.
-    assert pod["terminationGracePeriodSeconds"] > int(container["lifecycle"]["preStop"]["exec"]["command"][1]) + 10
+    # Draining: after SIGTERM the pod keeps serving for the drain delay, then lets requests in flight finish,
+    # all before the kubelet's SIGKILL.
+    settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("THUMBSVC_") and v is not None})
+    assert settings.drain_delay_s > 0
+    assert pod["terminationGracePeriodSeconds"] >= settings.drain_delay_s + settings.shutdown_timeout_s + 5
 
 
 def test_deployment_environment_is_valid_configuration() -> None:
