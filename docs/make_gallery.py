@@ -2,8 +2,8 @@
 
     python docs/make_gallery.py [--corpus ../shared/corpus] [--out docs]
 
-``gallery-fits.png``: each image through every fit and the cover gravities, all in a
-160x100 box (checkerboard = transparent). ``gallery-colour.png``: the raw pixel values
+``gallery-fits.png``: each image through every fit and every cover gravity, all in a
+128x80 box (checkerboard = transparent). ``gallery-colour.png``: the raw pixel values
 read as if they were sRGB (what a service that ignores profiles shows) next to thumbsvc's
 output, for the CMYK, wide-gamut, XYB and grey-profile files. Every cell is rendered by
 ``thumbsvc.pipeline.render``, exactly as the service would.
@@ -19,13 +19,13 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from thumbsvc.decode import Limits, configure
-from thumbsvc.options import make_options
+from thumbsvc.options import GRAVITIES, make_options
 from thumbsvc.pipeline import render
 
 REPO = Path(__file__).resolve().parents[1]
-BOX = (160, 100)
+BOX = (128, 80)
 CELL = (BOX[0] + 12, BOX[1] + 24)
-LABEL_W = 230
+LABEL_W = 170
 FIT_SOURCES = [
     ("photos/lepton__slrhills.jpg", "landscape photo"),
     ("orientation/exifsamples__canon_hdr_NO.jpg", "portrait (EXIF 6)"),
@@ -40,12 +40,8 @@ COLUMNS = [
     ("contain", {"fit": "contain"}),
     ("pad", {"fit": "pad"}),
     ("fill", {"fit": "fill"}),
-    ("cover", {"fit": "cover"}),
-    ("cover north", {"fit": "cover", "gravity": "north"}),
-    ("cover south-east", {"fit": "cover", "gravity": "south-east"}),
-    ("cover west", {"fit": "cover", "gravity": "west"}),
-    ("cover smart", {"fit": "cover", "gravity": "smart"}),
-    ("cover focal 0.2:0.3", {"fit": "cover", "gravity": (0.2, 0.3)}),
+    *((f"cover {gravity}", {"fit": "cover", "gravity": gravity}) for gravity in GRAVITIES),
+    ("cover g:0.2:0.3", {"fit": "cover", "gravity": (0.2, 0.3)}),
 ]
 COLOUR_SOURCES = [
     ("color/sharp__Channel_digital_image_CMYK_color.jpg", "YCCK + SWOP profile"),
