@@ -432,3 +432,16 @@ def test_smart_crop_of_a_featureless_image_stays_centred(client: TestClient, sig
     assert max(ImageStat.Stat(smart.convert("RGB")).mean) == pytest.approx(
         max(ImageStat.Stat(centre.convert("RGB")).mean), abs=4
     )
+
+
+def test_configure_sets_pillow_guards_once(client_factory: Callable[..., TestClient]) -> None:
+    import warnings
+
+    from PIL import ImageFile
+
+    client_factory(max_source_pixels=12_345_678)
+    assert Image.MAX_IMAGE_PIXELS == 12_345_678
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+    # Our own filters, not pytest's blanket "error": the bomb warning is an error, corrupt-EXIF noise is ignored.
+    assert any(f[0] == "error" and f[2] is Image.DecompressionBombWarning for f in warnings.filters)
+    assert any(f[0] == "ignore" and f[3] is not None and f[3].pattern.startswith("PIL") for f in warnings.filters)
