@@ -165,19 +165,29 @@ class Stack:
             if row["pxname"] == "thumbsvc" and row["svname"] not in ("FRONTEND", "BACKEND")
         }
 
-    def renders(self, index: int) -> float:
-        """thumbsvc_renders_total of one process, scraped on its own port."""
+    def metric(self, index: int, name: str, **labels: str) -> float:
+        """A counter of one process (summed over label sets matching ``labels``), scraped on its own port."""
         text = httpx.get(f"http://127.0.0.1:{self.app_ports[index]}/metrics", timeout=5).text
         total = 0.0
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name == "thumbsvc_renders_total":
+                if sample.name == name and labels.items() <= sample.labels.items():
                     total += sample.value
         return total
 
-    def total_renders(self) -> float:
+    def renders(self, index: int) -> float:
+        return self.metric(index, "thumbsvc_renders_total")
+
+    def total(self, name: str, **labels: str) -> float:
         """Summed over every live process: counters are per process."""
-        return sum(self.renders(i) for i, p in enumerate(self.app_processes) if p not in self.killed)
+        return sum(self.metric(i, name, **labels) for i, p in enumerate(self.app_processes) if p not in self.killed)
+
+    def total_renders(self) -> float:
+        return self.total("thumbsvc_renders_total")
+
+    def origin_thumbnail_requests(self) -> float:
+        """Thumbnail requests that reached any thumbsvc process."""
+        return self.total("thumbsvc_requests_total", route="thumbnail")
 
 
 def start_stack(

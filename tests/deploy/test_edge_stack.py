@@ -92,12 +92,13 @@ def signer(stack: Stack) -> URLSigner:
 
 def test_first_request_misses_second_hits_without_a_render(stack: Stack, signer: URLSigner) -> None:
     url = signer.url("big.jpg", width=320, height=200, fit="cover")
-    before = stack.total_renders()
+    before, requests_before = stack.total_renders(), stack.origin_thumbnail_requests()
     with httpx.Client(timeout=30) as client:
         first = client.get(url)
         assert first.status_code == 200, stack.logs()
         assert first.headers["x-cache-status"] == "MISS"
         assert stack.total_renders() == before + 1
+        assert stack.origin_thumbnail_requests() == requests_before + 1
 
         second = client.get(url)
         assert second.status_code == 200
@@ -112,11 +113,13 @@ def test_first_request_misses_second_hits_without_a_render(stack: Stack, signer:
         assert revalidated.status_code == 304
         assert revalidated.headers["x-cache-status"] == "HIT"
         assert stack.total_renders() == before + 1
+        # The edge answered both on its own: thumbsvc never saw them.
+        assert stack.origin_thumbnail_requests() == requests_before + 1
 
 
 def test_fifty_concurrent_cold_requests_render_once(stack: Stack, signer: URLSigner) -> None:
     url = signer.url("big.jpg", width=480, height=360, fit="cover", format="webp")
-    before = stack.total_renders()
+    before, requests_before = stack.total_renders(), stack.origin_thumbnail_requests()
     start = threading.Barrier(50, timeout=30)
 
     def fetch(client: httpx.Client) -> tuple[int, str, bytes]:
@@ -134,11 +137,13 @@ def test_fifty_concurrent_cold_requests_render_once(stack: Stack, signer: URLSig
     statuses = sorted(cache for _, cache, _ in results)
     assert statuses.count("MISS") == 1, statuses
     assert stack.total_renders() == before + 1
+    # Collapsed at the edge, not by thumbsvc's own single flight: one request reached a process.
+    assert stack.origin_thumbnail_requests() == requests_before + 1
 
 
 def test_f_auto_is_cached_per_accept_bucket(stack: Stack, signer: URLSigner) -> None:
     url = signer.url("small.jpg", width=200, format="auto")
-    before = stack.total_renders()
+    before, requests_before = stack.total_renders(), stack.origin_thumbnail_requests()
     browsers = {
         "avif": ["image/avif,image/webp,image/apng,image/*,*/*;q=0.8", "image/avif,image/webp,*/*"],
         "webp": ["image/webp,*/*", "image/avif;q=0,image/webp,image/png,image/*;q=0.8"],
@@ -153,6 +158,7 @@ def test_f_auto_is_cached_per_accept_bucket(stack: Stack, signer: URLSigner) -> 
                 assert response.headers["vary"] == "Accept"
                 assert response.headers["x-cache-status"] == ("MISS" if number == 0 else "HIT"), accept
     assert stack.total_renders() == before + 3
+    assert stack.origin_thumbnail_requests() == requests_before + 3
 
 
 def test_errors_are_cached_briefly_or_not_at_all(stack: Stack, signer: URLSigner) -> None:
