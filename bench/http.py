@@ -512,6 +512,7 @@ def main(argv: list[str] | None = None) -> None:
             report["variants"].append(result)  # type: ignore[attr-defined]
     out = Path(args.out) if args.out else RESULTS / f"http-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    report["loadavg_end"] = os.getloadavg()
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"\nwrote {out}")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -23,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.procs import machine_info, popen, venv_python
+from bench.procs import machine_info, popen, tree_commit, venv_python
 from bench.stats import geomean, summary
 from bench.workloads import REPO, Job, expected_size, jobs_for, w1_photos, w2_photos
 
@@ -38,7 +39,7 @@ class Worker:
         self.arm = arm
         python = venv_python("pyvips") if arm == "pyvips" else sys.executable
         self.proc = popen(
-            [python, "-m", "bench.worker", arm],
+            [python, "-m", "bench.worker", arm.split(":")[0]],
             cpus=cpus,
             env={"VIPS_CONCURRENCY": "1", "OMP_NUM_THREADS": "1", "THUMBSVC_BENCH_TREE": str(tree)},
             stdin=-1,
@@ -66,10 +67,13 @@ class Worker:
         self.proc.wait(timeout=30)
 
 
-def start_workers(arms: list[str], paths: list[str], cpus: set[int] | None, tree: Path) -> dict[str, Worker]:
+def start_workers(
+    arms: list[str], paths: list[str], cpus: set[int] | None, tree: Path, alt_trees: dict[str, Path]
+) -> dict[str, Worker]:
     workers = {}
     for arm in arms:
-        worker = Worker(arm, cpus, tree)
+        _, _, alt = arm.partition(":")
+        worker = Worker(arm, cpus, alt_trees[alt] if alt else tree)
         try:
             worker.ask({"op": "load", "paths": paths})
         except RuntimeError as exc:
@@ -84,7 +88,7 @@ def run_workload(name: str, jobs: list[Job], args: argparse.Namespace, scratch: 
     from bench.quality import measure
 
     paths = sorted({job.path for job in jobs})
-    workers = start_workers(args.arms, paths, args.cpus, args.tree)
+    workers = start_workers(args.arms, paths, args.cpus, args.tree, args.alt_trees)
     arms = list(workers)
     if not arms:
         raise SystemExit("no arm could start")
@@ -110,6 +114,7 @@ def run_workload(name: str, jobs: list[Job], args: argparse.Namespace, scratch: 
                     outputs[arm].append(out)
                     dims[arm].append((int(answer["width"]), int(answer["height"]), int(answer["bytes"])))  # type: ignore[call-overload]
     samples: dict[str, list[list[float]]] = {arm: [[] for _ in jobs] for arm in arms}
+    wall: dict[str, list[list[float]]] = {arm: [[] for _ in jobs] for arm in arms}
     round_means: dict[str, list[float]] = {arm: [] for arm in arms}
     started = time.monotonic()
     for rnd in range(args.rounds):
@@ -123,8 +128,9 @@ def run_workload(name: str, jobs: list[Job], args: argparse.Namespace, scratch: 
                 answer = workers[arm].ask(
                     {"op": "run", "path": job.path, "width": job.width, "height": job.height, "fit": job.fit}
                 )
-                ms = float(answer["ms"])  # type: ignore[arg-type]
+                ms = float(answer[args.clock_key])  # type: ignore[arg-type]
                 samples[arm][index].append(ms)
+                wall[arm][index].append(float(answer["ms"]))  # type: ignore[arg-type]
                 per_round[arm].append(ms)
         for arm in arms:
             round_means[arm].append(statistics.fmean(per_round[arm]))
@@ -150,6 +156,7 @@ def run_workload(name: str, jobs: list[Job], args: argparse.Namespace, scratch: 
             item["arms"][arm] = {  # type: ignore[index]
                 "median_ms": round(statistics.median(samples[arm][index]), 2),
                 "samples_ms": [round(v, 2) for v in samples[arm][index]],
+                "median_wall_ms": round(statistics.median(wall[arm][index]), 2),
                 "width": width,
                 "height": height,
                 "exact_size": (width, height) == expected,
@@ -164,6 +171,7 @@ def run_workload(name: str, jobs: list[Job], args: argparse.Namespace, scratch: 
         medians = [statistics.median(s) for s in samples[arm]]
         entry: dict[str, object] = {
             "ms_per_thumbnail": round(statistics.fmean(medians), 2),
+            "wall_ms_per_thumbnail": round(statistics.fmean(statistics.median(s) for s in wall[arm]), 2),
             "round_ms": summary(round_means[arm]),
             "peak_rss_mib": round(workers[arm].peak_rss_kib / 1024, 1),
             "mean_bytes": round(statistics.fmean(d[2] for d in dims[arm])),
@@ -244,10 +252,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", default="pyvips", help="arm the ratios are relative to")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="cpu: CPU time of the arm's process (all threads), robust on a shared machine (default); "
+        "wall: elapsed time",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cpu", type=int, help="pin every worker to this CPU")
     parser.add_argument(
         "--tree", type=Path, default=REPO, help="checkout whose thumbsvc/ is measured (e.g. a git worktree of a commit)"
+    )
+    parser.add_argument(
+        "--alt",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="another checkout, measured as arm thumbsvc:NAME in the same run (before/after a change)",
     )
     parser.add_argument("--no-quality", dest="quality", action="store_false")
     parser.add_argument("--out", help="JSON file (default bench/results/inprocess-<time>.json)")
@@ -255,12 +277,16 @@ def main(argv: list[str] | None = None) -> None:
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     args.cpus = {args.cpu} if args.cpu is not None else None
     args.warmup = max(1, args.warmup)
+    args.clock_key = "cpu_ms" if args.clock == "cpu" else "ms"
+    args.alt_trees = {name: Path(path).resolve() for name, path in (a.split("=", 1) for a in args.alt)}
 
     photos = w1_photos(args.photos)
     workloads = {"w1": photos, "w2": None}
     report: dict[str, object] = {
         "benchmark": "inprocess",
+        "clock": args.clock,
         "machine": machine_info(args.tree.resolve()),
+        "alt_trees": {name: {"path": str(path), "commit": tree_commit(path)} for name, path in args.alt_trees.items()},
         "arms": args.arms,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "workloads": [],
@@ -275,6 +301,7 @@ def main(argv: list[str] | None = None) -> None:
         report["partial"] = True
     out = Path(args.out) if args.out else RESULTS / f"inprocess-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    report["loadavg_end"] = os.getloadavg()
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"\nwrote {out}")
 
