@@ -126,6 +126,45 @@ def test_a_request_waiting_past_its_deadline_gets_503() -> None:
     assert sample(scrape(admission), "thumbsvc_rejected_total", reason="queue_timeout") == 1
 
 
+def test_a_request_that_would_outwait_its_deadline_is_refused_at_once() -> None:
+    admission = make(slots=1, queue_size=10, timeout_s=30)
+    first, second, third = Gate(), Gate(), Gate()
+
+    async def request(gate: Gate) -> None:
+        async with admission.admit():
+            await admission.run(gate, "x")
+
+    async def main() -> None:
+        assert admission.expected_wait_s() == 0  # no render seen yet
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(request, first)
+            await first.wait_started()
+            await anyio.sleep(0.2)
+            first.release()
+        async with anyio.create_task_group() as tg:
+            assert admission.expected_wait_s() == 0  # a slot is free
+            tg.start_soon(request, second)
+            await second.wait_started()
+            tg.start_soon(request, third)  # waits for the slot
+            await until(lambda: admission.depth == 1)
+            # Two renders of at least 0.2 s each are ahead of a newcomer.
+            expected = admission.expected_wait_s()
+            assert expected >= 2 * 0.2
+            admission.timeout_s = expected / 2
+            with pytest.raises(Overloaded) as info:
+                async with admission.admit():
+                    pytest.fail("admitted although it would wait past its deadline")
+            assert info.value.detail.startswith("queue_wait")
+            admission.timeout_s = expected * 2
+            async with admission.admit():
+                pass
+            second.release()
+            third.release()
+
+    run(main)
+    assert sample(scrape(admission), "thumbsvc_rejected_total", reason="queue_wait") == 1
+
+
 def test_the_queue_place_is_taken_before_any_slot_is_free() -> None:
     # A request holds its place while it loads its source: capacity counts it from admission on.
     admission = make(slots=1, queue_size=0)

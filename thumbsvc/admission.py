@@ -1,10 +1,11 @@
 """Admission control: bounded render slots, a bounded wait queue with a deadline, an optional pixel budget.
 
 A request takes its place with ``admit()`` *before* its source is loaded, so overload is
-shed before any origin traffic: when ``slots + queue_size`` requests are already admitted
-the next one gets ``Overloaded`` (503) at once. It holds a render slot only around pixel
-work (``run``), and waits for one at most ``timeout_s``; past that it gets ``Overloaded``
-too. Nothing here ever waits without a bound.
+shed before any origin traffic: when ``slots + queue_size`` requests are already admitted,
+or when the recent render times say the queue ahead of it would outlast its deadline, the
+next one gets ``Overloaded`` (503) at once. It holds a render slot only around pixel work
+(``run``), and waits for one at most ``timeout_s``; past that it gets ``Overloaded`` too.
+Nothing here ever waits without a bound.
 
 Render slots are our own ``CapacityLimiter``; the worker threads run under a second limiter of
 the same size (a task cannot hold two tokens of one limiter), never under anyio's default
@@ -30,6 +31,8 @@ Ts = TypeVarTuple("Ts")
 
 # readyz turns not-ready when the queue beyond the slots is fuller than this.
 READY_QUEUE_FRACTION = 0.8
+# Weight of the latest render in the moving average that predicts queue waits.
+RENDER_TIME_WEIGHT = 0.2
 
 
 class Admission:
@@ -57,6 +60,7 @@ class Admission:
         self.active = 0  # holding a render slot
         self.draining = False  # readyz says not ready; requests are still served
         self.closed = False  # shutting down: new requests are refused
+        self._render_s: float | None = None  # moving average of recent render times
         self._pixels_in_use = 0
         self._pixel_waiters: deque[tuple[int, anyio.Event]] = deque()
 
@@ -82,6 +86,10 @@ class Admission:
             self._reject("draining", "shutting down")
         if self.admitted >= self.capacity:
             self._reject("queue_full", f"{self.admitted} admitted, capacity {self.capacity}")
+        expected_s = self.expected_wait_s()
+        if expected_s > self.timeout_s:
+            # It would wait out its deadline and fail anyway: fail it now, before it costs anything.
+            self._reject("queue_wait", f"expected wait {expected_s:.2f} s is over {self.timeout_s} s")
         self.admitted += 1
         self._update()
         try:
@@ -108,15 +116,33 @@ class Admission:
                 self._reject("queue_timeout", f"no render slot within {self.timeout_s} s")
             self.active += 1
             self._update()
+            began = anyio.current_time()
             try:
                 return await anyio.to_thread.run_sync(func, *args, limiter=self._threads)
             finally:
+                self._observe_render(anyio.current_time() - began)
                 self.active -= 1
                 self.limiter.release()
                 self._update()
         finally:
             if reserved:
                 self._release_pixels(pixels)
+
+    def expected_wait_s(self) -> float:
+        """How long a request admitted now would wait for a render slot, from the recent render times.
+
+        The requests ahead of it that hold no slot (``depth``) start as slots free up; each
+        takes about the recent average. Zero while a slot is free or before any render.
+        """
+        free = self.slots - self.active
+        ahead = self.depth - free + 1
+        if ahead <= 0 or self._render_s is None:
+            return 0.0
+        return ahead / self.slots * self._render_s
+
+    def _observe_render(self, seconds: float) -> None:
+        previous = self._render_s
+        self._render_s = seconds if previous is None else previous + RENDER_TIME_WEIGHT * (seconds - previous)
 
     async def _reserve_pixels(self, pixels: int) -> None:
         """Take ``pixels`` of the budget, first come first served; a source larger than the budget runs alone."""

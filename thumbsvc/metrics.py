@@ -31,7 +31,7 @@ from prometheus_client.process_collector import ProcessCollector
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 ROUTE_CLASSES = ("thumbnail", "index", "healthz", "readyz", "metrics", "other")
 CACHE_NAMES = ("result", "source")
-REJECT_REASONS = ("queue_full", "queue_timeout", "draining")
+REJECT_REASONS = ("queue_full", "queue_wait", "queue_timeout", "draining")
 SOURCE_KINDS = ("local", "remote")
 
 # Renders take milliseconds (small JPEGs) to seconds (50 MP sources, big AVIFs).
