@@ -136,9 +136,7 @@ def test_success_headers(client: TestClient, signer: URLSigner) -> None:
     assert "vary" not in response.headers
 
 
-def test_etag_is_deterministic_across_instances(
-    client_factory: Callable[..., TestClient], signer: URLSigner
-) -> None:
+def test_etag_is_deterministic_across_instances(client_factory: Callable[..., TestClient], signer: URLSigner) -> None:
     first, second = client_factory(), client_factory()
     path = signer.path(LANDSCAPE, width=100, format="webp")
     assert first.get(path).headers["etag"] == second.get(path).headers["etag"]
@@ -225,7 +223,9 @@ def _signed(signer: URLSigner, payload: str) -> str:
         "2048x/dpr:3/photos/landscape.jpg",  # over the output limit after dpr
     ],
 )
-def test_signed_but_malformed_or_non_canonical_paths_get_400(client: TestClient, signer: URLSigner, payload: str) -> None:
+def test_signed_but_malformed_or_non_canonical_paths_get_400(
+    client: TestClient, signer: URLSigner, payload: str
+) -> None:
     response = client.get(_signed(signer, payload))
     assert response.status_code == 400
     assert response.headers["cache-control"] == "public, max-age=60"

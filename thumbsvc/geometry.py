@@ -57,27 +57,18 @@ def plan(
     Raise ``GeometryError`` if the crop box leaves the image or the output would
     exceed ``max_output_px`` on a side.
     """
-    src_w, src_h = source_size
     left, top, reg_w, reg_h = _crop_region(source_size, options)
     box_w, box_h = options.box
     fit = options.fit
+    size: tuple[int, int] | None = None
 
-    if box_w is None and box_h is None:
-        box_w, box_h, fit = reg_w, reg_h, "contain"
-    elif box_w is None or box_h is None:
-        # One side given: the other follows the aspect ratio, so every fit is contain.
-        if box_w is None:
-            assert box_h is not None
-            box_w = max(1, round(box_h * reg_w / reg_h))
-        else:
-            box_h = max(1, round(box_w * reg_h / reg_w))
-        fit = "contain"
+    if box_w is None or box_h is None:
+        # One side given (or none): the other follows the aspect ratio, so every fit is contain.
+        size = _fit_inside((reg_w, reg_h), (box_w, box_h), upscale=options.upscale or (box_w is None and box_h is None))
+        box_w, box_h, fit = size[0], size[1], "contain"
 
     if fit in ("contain", "pad"):
-        scale = min(box_w / reg_w, box_h / reg_h)
-        if not options.upscale:
-            scale = min(scale, 1.0)
-        size = (_clamp(round(reg_w * scale), 1, box_w), _clamp(round(reg_h * scale), 1, box_h))
+        size = size or _fit_inside((reg_w, reg_h), (box_w, box_h), upscale=options.upscale)
         region = (float(left), float(top), float(left + reg_w), float(top + reg_h))
         if fit == "contain":
             result = Plan(region, size, size, (0, 0))
@@ -100,8 +91,26 @@ def plan(
 
     if max(result.canvas) > max_output_px:
         raise GeometryError(f"output {result.canvas} exceeds {max_output_px} px on a side")
-    del src_w, src_h
     return result
+
+
+def _fit_inside(region: tuple[int, int], box: tuple[int | None, int | None], *, upscale: bool) -> tuple[int, int]:
+    """The largest size of the region's aspect ratio inside the box (a missing side is unbounded).
+
+    The limiting side gets exactly the box's length, so rounding never loses a pixel there.
+    """
+    reg_w, reg_h = region
+    box_w, box_h = box
+    if box_w is None and box_h is None:
+        return region
+    if box_h is None or (box_w is not None and box_w * reg_h <= box_h * reg_w):
+        assert box_w is not None
+        width, height = float(box_w), reg_h * box_w / reg_w
+    else:
+        width, height = reg_w * box_h / reg_h, float(box_h)
+    if not upscale and width > reg_w:
+        return region
+    return max(1, round(width)), max(1, round(height))
 
 
 def _crop_region(source_size: tuple[int, int], options: RenderOptions) -> tuple[int, int, int, int]:
@@ -143,10 +152,6 @@ def _cover_region(
         ax, ay = ANCHORS[str(options.gravity)]
         x, y = free_w * ax, free_h * ay
     return (left + x, top + y, left + x + crop_w, top + y + crop_h)
-
-
-def _clamp(value: int, low: int, high: int) -> int:
-    return max(low, min(high, value))
 
 
 def _clamp_f(value: float, low: float, high: float) -> float:

@@ -32,7 +32,7 @@ DRAFT_OVERSAMPLE = 2.0
 REDUCING_GAP = 3.0
 
 # Bump whenever a change to the pipeline changes its output: it is part of every ETag.
-RENDER_VERSION = "2"
+RENDER_VERSION = "3"
 
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
