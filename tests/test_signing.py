@@ -43,3 +43,22 @@ def test_a_signature_only_verifies_its_own_payload(payload: str, other: str) -> 
     signature = signer.sign(payload)
     assert signer.verify(payload, signature)
     assert signer.verify(other, signature) == (other == payload)
+
+
+def test_signatures_are_plain_itsdangerous_signatures() -> None:
+    import hashlib
+
+    from itsdangerous import Signer
+
+    from thumbsvc.signing import SALT
+
+    reference = Signer(["old", "new"], salt=SALT, key_derivation="hmac", digest_method=hashlib.sha256)
+    signer = PathSigner(["new", "old"])
+    for _ in range(2):  # the second round uses the cached derived key
+        assert signer.sign("300x200/a.jpg") == reference.get_signature("300x200/a.jpg").decode()
+        assert signer.verify(
+            "300x200/a.jpg",
+            Signer(["old"], salt=SALT, key_derivation="hmac", digest_method=hashlib.sha256)
+            .get_signature("300x200/a.jpg")
+            .decode(),
+        )

@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 from itsdangerous import Signer
 
 SALT = "thumbsvc.url.v1"
+
+
+class _KeyCachingSigner(Signer):
+    """An itsdangerous Signer that derives each key once instead of on every signature."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._derived: dict[bytes | None, bytes] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        raw = secret_key.encode("utf-8") if isinstance(secret_key, str) else secret_key
+        derived = self._derived.get(raw)
+        if derived is None:
+            derived = self._derived[raw] = super().derive_key(secret_key)
+        return derived
 
 
 class PathSigner:
@@ -20,7 +36,7 @@ class PathSigner:
         if not keys or any(not key for key in keys):
             raise ValueError("at least one non-empty key is needed")
         # itsdangerous signs with the last key of its list and verifies with all of them.
-        self._signer = Signer(
+        self._signer = _KeyCachingSigner(
             list(reversed(keys)),
             salt=SALT,
             key_derivation="hmac",
