@@ -44,7 +44,7 @@ def render_template(text: str, values: Mapping[str, str]) -> str:
     return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
 
 
-def nginx_main_config(workdir: Path, include: Path) -> str:
+def nginx_main_config(workdir: Path, include: Path, extra: str = "") -> str:
     """The main nginx.conf around deploy's include: pid, logs and temp files under ``workdir``."""
     user = "user root root;\n" if os.geteuid() == 0 else ""  # else the workers would drop to 'nobody'
     temp = "\n".join(
@@ -57,7 +57,7 @@ def nginx_main_config(workdir: Path, include: Path) -> str:
         "events { worker_connections 512; }\n"
         "http {\n"
         f"    access_log {workdir / 'nginx-access.log'};\n{temp}\n"
-        f"    include {include};\n"
+        f"    include {include};\n{extra}"
         "}\n"
     )
 

@@ -18,9 +18,18 @@ import httpx
 import pytest
 
 from tests.deploy.conftest import ImageInstall
-from tests.deploy.stack import Stack, find_binary, start_stack
+from tests.deploy.stack import (
+    NGINX_TEMPLATE,
+    Stack,
+    find_binary,
+    free_port,
+    nginx_main_config,
+    render_template,
+    start_stack,
+)
 from tests.helpers import TEST_KEY, corpus_path, decode
 from thumbsvc.client import URLSigner
+from thumbsvc.encoding import negotiate
 
 pytestmark = pytest.mark.slow
 
@@ -194,6 +203,71 @@ def test_raw_path_reaches_thumbsvc_unchanged(stack: Stack, signer: URLSigner) ->
         # The same path decoded, or with a doubled slash, is another URL and its signature does not hold.
         assert client.get(url.replace("%20", "+")).status_code in (400, 403)
         assert client.get(url.replace("/90x/", "//90x/")).status_code in (400, 403)
+
+
+ACCEPT_HEADERS = [
+    "",
+    "*/*",
+    "image/*",
+    "image/avif",
+    "IMAGE/AVIF",
+    "image/avif;q=0",
+    "image/avif; q=0.0, image/webp",
+    "image/avif;Q=0,image/webp;q=0.000",
+    "image/avif;q=0.5",
+    "image/avif;q=0.01,image/webp",
+    "image/avif;level=1;q=0,image/webp;q=0.2",
+    "image/avifx,image/webpx",
+    "image/webp",
+    "image/webp;q=0, image/png",
+    "image/png,image/webp;q=0.8,*/*;q=0.5",
+    "text/html,application/xhtml+xml,image/avif,image/webp,*/*;q=0.8",
+    "image/jxl,image/avif,image/webp,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5",
+    "image/webp,image/avif;q=0",
+]
+
+
+def test_edge_accept_buckets_agree_with_thumbsvc_negotiation(
+    binaries: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # The edge decides which cached variant an f:auto request gets; it must pick what thumbsvc would.
+    nginx, _ = binaries
+    workdir = tmp_path_factory.mktemp("buckets")
+    port, probe_port = free_port(), free_port()
+    include = workdir / "thumbsvc.conf"
+    include.write_text(
+        render_template(
+            NGINX_TEMPLATE.read_text(),
+            {
+                "NGINX_PORT": f"127.0.0.1:{port}",
+                "THUMBSVC_UPSTREAM": f"127.0.0.1:{free_port()}",  # never dialled
+                "NGINX_CACHE_DIR": str(workdir / "cache"),
+                "NGINX_CACHE_MAX_SIZE": "10m",
+            },
+        )
+    )
+    probe = (
+        f"    server {{ listen 127.0.0.1:{probe_port}; location / {{ default_type text/plain; "
+        'return 200 "$thumbsvc_accept_bucket|$thumbsvc_upstream_accept"; } }\n'
+    )
+    main = workdir / "nginx.conf"
+    main.write_text(nginx_main_config(workdir, include, extra=probe))
+    stack = Stack(workdir)
+    stack.start("nginx", [nginx, "-p", str(workdir), "-e", str(workdir / "nginx-error.log"), "-c", str(main)], {})
+    try:
+        base = f"http://127.0.0.1:{probe_port}"
+        stack.wait_until("nginx", lambda: httpx.get(f"{base}/", timeout=1).status_code == 200)
+        with httpx.Client(base_url=base, timeout=10) as client:
+            for accept in ACCEPT_HEADERS:
+                auto = client.get("/SIG/300x/f:auto/a.jpg", headers={"Accept": accept}).text
+                bucket, upstream_accept = auto.split("|")
+                assert bucket == (negotiate(accept) or "other"), accept
+                # The origin is asked with the bucket's canonical header, which negotiates to the same.
+                assert negotiate(upstream_accept) == negotiate(accept), accept
+                plain = client.get("/SIG/300x/f:webp/a.jpg", headers={"Accept": accept}).text
+                assert plain == f"|{accept}", accept  # not f:auto: no bucket, Accept passed as it came
+    finally:
+        stack.stop()
 
 
 @dataclass
