@@ -6,17 +6,26 @@ them go, so every state is reached deterministically.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import pytest
 from prometheus_client import generate_latest
+from starlette.testclient import TestClient
 
+from tests.helpers import decode
 from tests.live import sample
 from thumbsvc.admission import Admission
+from thumbsvc.app import drain_on_sigterm
+from thumbsvc.client import URLSigner
+from thumbsvc.config import ConfigError, Settings
 from thumbsvc.errors import Overloaded
 from thumbsvc.metrics import Metrics
 
@@ -315,3 +324,79 @@ def test_a_pixel_wait_is_bounded_by_the_deadline() -> None:
     run(main)
     assert outcome[0].startswith("queue_timeout")
     assert outcome[1] == "Z"
+
+
+def test_the_admission_settings_are_read_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "THUMBSVC_RENDER_SLOTS": "3",
+            "THUMBSVC_QUEUE_SIZE": "5",
+            "THUMBSVC_QUEUE_TIMEOUT": "1.5",
+            "THUMBSVC_RENDER_PIXEL_BUDGET": "100_000_000",
+            "THUMBSVC_DRAIN_DELAY": "4",
+            "THUMBSVC_SHUTDOWN_TIMEOUT": "20",
+        }
+    )
+    assert (settings.render_slots, settings.queue_size, settings.queue_timeout_s) == (3, 5, 1.5)
+    assert settings.render_pixel_budget == 100_000_000
+    assert (settings.drain_delay_s, settings.shutdown_timeout_s) == (4.0, 20.0)
+    assert Settings(render_slots=3).queue_size == 12
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("THUMBSVC_RENDER_PIXEL_BUDGET", "-1"),
+        ("THUMBSVC_DRAIN_DELAY", "-1"),
+        ("THUMBSVC_SHUTDOWN_TIMEOUT", "0"),
+        ("THUMBSVC_CACHE_TTL", "-5"),
+        ("THUMBSVC_SOURCE_CACHE_TTL", "-5"),
+    ],
+)
+def test_bad_admission_settings_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({name: value})
+    assert f"Config '{name}' has value" in str(info.value)
+
+
+def test_a_pixel_budget_smaller_than_every_source_still_renders_one_at_a_time(
+    client_factory: Callable[..., TestClient], signer: URLSigner, media_root: Path
+) -> None:
+    client = client_factory(render_pixel_budget=1)
+    response = client.get(signer.path("photos/landscape.jpg", width=120))
+    assert response.status_code == 200
+    assert decode(response.content).size == (120, 90)
+    # The header probe of the budget refuses what the render would refuse, before any render.
+    (media_root / "notes.jpg").write_bytes(b"not an image at all")
+    assert client.get(signer.path("notes.jpg", width=120)).status_code == 415
+    assert sample(client.get("/metrics").text, "thumbsvc_renders_total") == 1
+
+
+def test_sigterm_marks_draining_and_reaches_the_servers_handler_after_the_delay() -> None:
+    admission = make()
+    received: list[tuple[int, float]] = []
+    started = time.monotonic()
+
+    def server_handler(signum: int, frame: object) -> None:
+        received.append((signum, time.monotonic() - started))
+
+    async def main() -> None:
+        restore = drain_on_sigterm(admission, 0.3)
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            await until(lambda: admission.draining)
+            assert not admission.ready()
+            assert received == []  # still serving: the server has not been told yet
+            await until(lambda: bool(received))
+        finally:
+            restore()
+        assert signal.getsignal(signal.SIGTERM) is server_handler
+
+    previous = signal.signal(signal.SIGTERM, server_handler)
+    try:
+        anyio.run(main)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert [signum for signum, _ in received] == [signal.SIGTERM]
+    assert received[0][1] >= 0.3
+    assert not admission.closed  # draining is not closing: requests are still admitted
