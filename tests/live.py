@@ -34,7 +34,8 @@ def sample(text: str, name: str, **labels: str) -> float:
 @contextmanager
 def serve_in_thread(app: ASGIApp) -> Iterator[str]:
     """Run ``app`` under a real uvicorn on 127.0.0.1 (an ephemeral port) in a thread; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Name the protocol: asyncio sets TCP_NODELAY on accepted connections only for IPPROTO_TCP sockets.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
