@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inprocess", type=Path, default=newest("inprocess"))
     parser.add_argument("--http", type=Path, default=newest("http"))
+    parser.add_argument("--no-http", dest="http", action="store_const", const=None, help="in-process panels only")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "performance.png")
     args = parser.parse_args(argv)
 
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
                 ms,
                 yerr=[[max(0, v) for v in low], [max(0, v) for v in high]],
                 capsize=4,
-                color=["#2b6cb0" if a == "thumbsvc" else "#a0aec0" for a in arms],
+                color=["#2b6cb0" if a.startswith("thumbsvc") else "#a0aec0" for a in arms],
             )
             for bar, arm in zip(bars, arms, strict=True):
                 psnr = data["arms"][arm].get("psnr_mean")
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
             ax.set_title(
                 f"in-process {data['workload'].upper()}: ms per thumbnail\n(1 thread, p10-p90 of rounds)", fontsize=9
             )
+            ax.set_ylim(0, max(ms) * 1.25)
             ax.set_ylabel("ms per thumbnail (lower is better)")
             ax.tick_params(axis="x", labelrotation=20, labelsize=8)
         else:
@@ -86,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
                     max(r["thumbs_per_s"] for r in lv["servers"][name]["rounds"]) - m
                     for m, lv in zip(med, levels, strict=True)
                 ]
+                blues = ["#2b6cb0", "#63b3ed", "#90cdf4"]
                 ax.bar(
                     xs,
                     med,
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
                     yerr=[lo, hi],
                     capsize=3,
                     label=name,
-                    color="#2b6cb0" if name.startswith("thumbsvc") else "#ed8936",
+                    color=blues[i % len(blues)] if name.startswith("thumbsvc") else "#ed8936",
                 )
             ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(levels))])
             ax.set_xticklabels([f"{lv['clients']} clients" for lv in levels], fontsize=8)
