@@ -311,3 +311,11 @@ def test_mounted_under_a_prefix(settings_factory: Callable[..., Any]) -> None:
 
 def _is_close(pixel: Any, expected: tuple[int, int, int], tolerance: int = 40) -> bool:
     return all(abs(a - b) <= tolerance for a, b in zip(pixel[:3], expected, strict=True))
+
+
+def test_error_max_age_is_configurable(client_factory: Callable[..., TestClient], signer: URLSigner) -> None:
+    short = client_factory(error_max_age_s=5)
+    assert get(short, signer, "photos/missing.jpg", width=10).headers["cache-control"] == "public, max-age=5"
+    off = client_factory(error_max_age_s=0)
+    assert get(off, signer, "photos/missing.jpg", width=10).headers["cache-control"] == "no-store"
+    assert get(off, signer, LANDSCAPE, width=10).headers["cache-control"] == "public, max-age=31536000, immutable"

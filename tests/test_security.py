@@ -621,10 +621,6 @@ def test_zz_still_serving(world: World) -> None:
     assert {host for host, _ in world.edge.connects} == {"127.0.0.2"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Starlette answers unexpected exceptions from ServerErrorMiddleware, outside SecurityHeaders",
-)
 def test_security_headers_on_unexpected_errors(tmp_path: Path) -> None:
     # A 500 must carry nosniff and the CSP like every other answer. The failing route stands in for any bug.
     app = create_app(Settings(keys=(TEST_KEY,), media_root=str(tmp_path), render_slots=1))

@@ -114,11 +114,15 @@ def create_app(settings: Settings) -> Starlette:
     async def thumb_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ThumbError)
         access_record(request.scope).error = exc.detail
-        return error_response(exc)
+        return error_response(exc, settings.error_max_age_s)
 
     async def server_error(request: Request, exc: Exception) -> Response:
         logger.exception("unexpected error for %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(ThumbError(repr(exc)))
+        response = error_response(ThumbError(repr(exc)), settings.error_max_age_s)
+        # Starlette answers from ServerErrorMiddleware, outside SecurityHeaders: add them here.
+        for name, value in SECURITY_HEADERS:
+            response.headers[name.decode("latin-1")] = value.decode("latin-1")
+        return response
 
     app = Starlette(
         routes=[
@@ -211,7 +215,8 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return etag in tags
 
 
-def error_response(exc: ThumbError) -> Response:
-    cache = f"public, max-age={exc.cache_ttl_s}" if exc.cache_ttl_s else "no-store"
+def error_response(exc: ThumbError, max_age_s: int) -> Response:
+    """A short plain-text answer; deterministic 4xx may be cached for ``max_age_s``, the rest never."""
+    cache = f"public, max-age={max_age_s}" if exc.cache_ttl_s and max_age_s else "no-store"
     headers = {"Cache-Control": cache, **exc.headers}
     return PlainTextResponse(exc.public_message + "\n", status_code=exc.status_code, headers=headers)
