@@ -72,12 +72,10 @@ class Settings:
                 raise ConfigError(f"Config '{PREFIX}{name.upper()}' has value {getattr(self, name)!r}. Must be >= 0.")
         for name in ("connect_timeout_s", "fetch_timeout_s", "queue_timeout_s", "shutdown_timeout_s"):
             if not getattr(self, name) > 0:
-                raise ConfigError(f"Config '{PREFIX}{_env_name(name)}' has value {getattr(self, name)!r}. Must be > 0.")
+                raise ConfigError(f"Config '{PREFIX}{env_name(name)}' has value {getattr(self, name)!r}. Must be > 0.")
         for name in ("render_pixel_budget", "cache_ttl_s", "source_cache_ttl_s", "drain_delay_s"):
             if getattr(self, name) < 0:
-                raise ConfigError(
-                    f"Config '{PREFIX}{_env_name(name)}' has value {getattr(self, name)!r}. Must be >= 0."
-                )
+                raise ConfigError(f"Config '{PREFIX}{env_name(name)}' has value {getattr(self, name)!r}. Must be >= 0.")
         for cidr in self.allow_private_networks:
             try:
                 ipaddress.ip_network(cidr, strict=False)
@@ -107,14 +105,14 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Given an environment, return Settings; raise ConfigError naming a bad variable."""
         kwargs: dict[str, Any] = {}
-        known = {_env_name(f.name) for f in fields(cls) if f.name != "dev_key"} | {"KEY"}
+        known = {env_name(f.name) for f in fields(cls) if f.name != "dev_key"}
         for name in environ:
             if name.startswith(PREFIX) and name[len(PREFIX) :] not in known | _CLI_NAMES:
                 raise ConfigError(f"Unknown setting '{name}'.")
         for f in fields(cls):
             if f.name == "dev_key":
                 continue
-            env = PREFIX + ("KEY" if f.name == "keys" else _env_name(f.name))
+            env = PREFIX + env_name(f.name)
             if env not in environ:
                 continue
             raw = environ[env]
@@ -130,11 +128,9 @@ class Settings:
 _CLI_NAMES = {"HOST", "PORT", "WORKERS", "LIMIT_MAX_REQUESTS", "CORPUS"}
 
 
-def _env_name(name: str) -> str:
-    for suffix in ("_s",):
-        if name.endswith(suffix) and name not in ("max_source_bytes",):
-            name = name[: -len(suffix)]
-    return name.upper()
+def env_name(name: str) -> str:
+    """Given a Settings field name, return its variable name without the prefix: queue_timeout_s -> QUEUE_TIMEOUT."""
+    return "KEY" if name == "keys" else name.removesuffix("_s").upper()
 
 
 def _csv(raw: str) -> tuple[str, ...]:
