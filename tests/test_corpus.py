@@ -2,7 +2,7 @@
 
 One test id per file (``test_manifest[orientation/libvips__6.jpg]``): status, media type, upright
 size, no metadata. Then orientation cards against their upright twins, colour against a reference
-conversion (LittleCMS through ``ImageCms``, or Pillow's CMYK formula where the file has no profile),
+conversion (LittleCMS through ``ImageCms``, with the bundled SWOP profile where a CMYK file has none),
 and animations frame by frame.
 """
 
@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 from tests.helpers import TEST_KEY, corpus_path, decode
 from thumbsvc.app import create_app
 from thumbsvc.client import URLSigner
+from thumbsvc.color import FALLBACK_CMYK_PROFILE
 from thumbsvc.config import Settings
 
 BOX = 96
@@ -224,6 +225,8 @@ WIDE_GAMUT = {
     "color/thumbor__grayscale-icc.jpg",
     "color/sharp__Channel_digital_image_CMYK_color.jpg",
     "color/thumbor__cmyk-icc.jpg",
+    "color/thumbor__Giunchedi__Filippo_January_2015_01-cmyk.jpg",
+    "color/leptonrs__fourcolorchannels.jpg",
 }
 
 
@@ -234,6 +237,9 @@ def reference_srgb(path: Path) -> tuple[Image.Image, Image.Image]:
         icc = source.info.get("icc_profile")
         image = ImageOps.exif_transpose(source)
     raw = image.convert("RGB")
+    if not icc and image.mode == "CMYK":
+        # Untagged CMYK is SWOP press CMYK by convention: the bundled fallback profile describes it.
+        icc = FALLBACK_CMYK_PROFILE.read_bytes()
     if not icc:
         return raw, raw
     srgb = ImageCms.createProfile("sRGB")

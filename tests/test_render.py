@@ -206,7 +206,7 @@ def palette_with_trns() -> bytes:
             lambda: save(Image.new("CMYK", (40, 40), (255, 0, 0, 0)), "JPEG", quality=95),
             "RGB",
             (5, 5),
-            (0, 255, 255),
+            (0, 170, 234),  # process cyan through the bundled SWOP profile, not the naive (0, 255, 255)
         ),
     ],
 )

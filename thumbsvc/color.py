@@ -7,16 +7,17 @@ embedded ICC profile with LittleCMS (relative colorimetric with black-point
 compensation) and turns CMYK into RGB. The output then carries no profile: untagged
 pixels are sRGB by convention, so nothing in the file can contradict them.
 
-CMYK without an embedded profile uses Pillow's built-in conversion
-(``R = 255 - min(255, C + K)``, ...). No freely licensed CMYK press profile could be
-bundled, so such files come out right-way-round but more saturated than a
-profile-aware viewer shows them (see docs/rendering.md).
+CMYK without a usable embedded profile goes through a bundled fallback press profile
+(``profiles/cmyk-fallback-swop-tr003.icc``: SWOP coated, built with ArgyllCMS from the
+CGATS TR 003 characterization data), the profile most untagged Adobe CMYK files were
+made for (see docs/rendering.md).
 """
 
 from __future__ import annotations
 
 import io
 from functools import lru_cache
+from pathlib import Path
 
 from PIL import Image, ImageChops, ImageCms
 
@@ -27,6 +28,7 @@ PROFILE_SPACES = {"L": "GRAY", "LA": "GRAY", "RGB": "RGB", "RGBA": "RGB", "CMYK"
 IDENTITY_TOLERANCE = 1
 CMS_ERRORS = (ImageCms.PyCMSError, OSError, ValueError, TypeError)
 MAX_CACHED_PROFILE_BYTES = 1_000_000
+FALLBACK_CMYK_PROFILE = Path(__file__).parent / "profiles" / "cmyk-fallback-swop-tr003.icc"
 
 
 def has_alpha(image: Image.Image) -> bool:
@@ -61,6 +63,8 @@ def to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
     if icc_profile:
         build = _cached_transform if len(icc_profile) <= MAX_CACHED_PROFILE_BYTES else _transform
         transform = build(icc_profile, image.mode)
+    if transform is None and image.mode == "CMYK":
+        transform = _cached_transform(_fallback_cmyk_profile(), "CMYK")
     if transform is None:
         return image.convert("RGB") if image.mode == "CMYK" else image
     if image.mode == "LA":
@@ -102,6 +106,11 @@ def _transform(icc_profile: bytes, mode: str) -> ImageCms.ImageCmsTransform | No
 # profiles over MAX_CACHED_PROFILE_BYTES, which a JPEG can spread over many APP2 segments,
 # are built every time rather than pinned in memory).
 _cached_transform = lru_cache(maxsize=32)(_transform)
+
+
+@lru_cache(maxsize=1)
+def _fallback_cmyk_profile() -> bytes:
+    return FALLBACK_CMYK_PROFILE.read_bytes()
 
 
 @lru_cache(maxsize=1)
