@@ -23,7 +23,7 @@ from tests.live import sample, serve_in_thread
 from tests.test_load import fetch_all, scrape
 from thumbsvc.app import create_app
 from thumbsvc.client import URLSigner
-from thumbsvc.config import Settings
+from thumbsvc.config import DECODED_CACHE_BYTES_PER_SLOT, ConfigError, Settings
 from thumbsvc.decode import Limits
 from thumbsvc.decoded import MIN_SHARED_EDGE_PX, decode_and_render, plan_request, render_from, shared_denominator
 from thumbsvc.errors import UnprocessableSource
@@ -307,3 +307,12 @@ def test_a_render_error_after_the_decode_still_leaves_the_decode_for_the_others(
     assert isinstance(outcome, UnprocessableSource)
     other = plan_request(data, make_options(width=300), limits, None)
     assert decode(render_from(decoded, other, limits).data).size == (300, 225)
+
+
+def test_the_default_bound_is_per_render_slot_and_bad_values_are_refused() -> None:
+    assert Settings(render_slots=3).decoded_cache_bytes == 3 * DECODED_CACHE_BYTES_PER_SLOT
+    settings = Settings.from_env({"THUMBSVC_DECODED_CACHE_BYTES": "0", "THUMBSVC_DECODED_CACHE_TTL": "2.5"})
+    assert (settings.decoded_cache_bytes, settings.decoded_cache_ttl_s) == (0, 2.5)
+    for environ in ({"THUMBSVC_DECODED_CACHE_BYTES": "-2"}, {"THUMBSVC_DECODED_CACHE_TTL": "-1"}):
+        with pytest.raises(ConfigError, match=next(iter(environ))):
+            Settings.from_env(environ)
