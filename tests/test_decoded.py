@@ -23,7 +23,7 @@ from tests.live import sample, serve_in_thread
 from tests.test_load import fetch_all, scrape
 from thumbsvc.app import create_app
 from thumbsvc.client import URLSigner
-from thumbsvc.config import DECODED_CACHE_BYTES_PER_SLOT, ConfigError, Settings
+from thumbsvc.config import ConfigError, Settings
 from thumbsvc.decode import Limits
 from thumbsvc.decoded import MIN_SHARED_EDGE_PX, decode_and_render, plan_request, render_from, shared_denominator
 from thumbsvc.errors import UnprocessableSource
@@ -309,8 +309,8 @@ def test_a_render_error_after_the_decode_still_leaves_the_decode_for_the_others(
     assert decode(render_from(decoded, other, limits).data).size == (300, 225)
 
 
-def test_the_default_bound_is_per_render_slot_and_bad_values_are_refused() -> None:
-    assert Settings(render_slots=3).decoded_cache_bytes == 3 * DECODED_CACHE_BYTES_PER_SLOT
+def test_the_settings_are_read_and_bad_values_are_refused() -> None:
+    assert Settings().decoded_cache_bytes >= 3000 * 2000 * 4  # a 24 MP photo's shared frame fits
     settings = Settings.from_env({"THUMBSVC_DECODED_CACHE_BYTES": "0", "THUMBSVC_DECODED_CACHE_TTL": "2.5"})
     assert (settings.decoded_cache_bytes, settings.decoded_cache_ttl_s) == (0, 2.5)
     for environ in ({"THUMBSVC_DECODED_CACHE_BYTES": "-2"}, {"THUMBSVC_DECODED_CACHE_TTL": "-1"}):

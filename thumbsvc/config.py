@@ -13,9 +13,6 @@ from typing import Any
 PREFIX = "THUMBSVC_"
 SAMPLES_DIR = Path(__file__).parent / "samples"
 DEFAULT_CACHE_CONTROL = "public, max-age=31536000, immutable"
-# One shared decode of a 24 MP photo at 1/2 scale (3000x2000, 4 bytes a pixel) per render slot:
-# docs/performance.md, "Decoded-source cache".
-DECODED_CACHE_BYTES_PER_SLOT = 32_000_000
 
 
 class ConfigError(ValueError):
@@ -56,7 +53,7 @@ class Settings:
     cache_ttl_s: float = 60.0
     source_cache_bytes: int = 128_000_000
     source_cache_ttl_s: float = 10.0
-    decoded_cache_bytes: int = -1  # -1: DECODED_CACHE_BYTES_PER_SLOT per render slot
+    decoded_cache_bytes: int = 32_000_000  # a 24 MP photo's shared decode (3000x2000 at 4 bytes a pixel) fits
     decoded_cache_ttl_s: float = 5.0
     render_pixel_budget: int = 0  # 0: no budget; else source pixels rendering at once (one larger source runs alone)
     drain_delay_s: float = 0.0  # after SIGTERM, answer /readyz 503 but keep serving this long before shutting down
@@ -69,8 +66,6 @@ class Settings:
     def __post_init__(self) -> None:
         if self.queue_size == -1:
             object.__setattr__(self, "queue_size", 4 * self.render_slots)
-        if self.decoded_cache_bytes == -1:
-            object.__setattr__(self, "decoded_cache_bytes", DECODED_CACHE_BYTES_PER_SLOT * self.render_slots)
         for name in ("max_output_px", "max_source_pixels", "max_source_bytes", "max_frames", "render_slots"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"Config '{PREFIX}{name.upper()}' has value {getattr(self, name)!r}. Must be >= 1.")
