@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench.procs import machine_info, popen, tree_commit, venv_python
 from bench.stats import geomean, summary
-from bench.workloads import REPO, Job, expected_size, jobs_for, w1_photos, w2_photos
+from bench.workloads import REPO, Job, expected_size, jobs_for, w1_photos, w1r_photos, w2_photos
 
 RESULTS = REPO / "bench" / "results"
 DEFAULT_ARMS = "thumbsvc,pillow,pyvips"
@@ -242,7 +242,7 @@ def print_report(result: dict[str, object]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workload", default="w1,w2", help="comma-separated: w1, w2 (default both)")
+    parser.add_argument("--workload", default="w1,w2", help="comma-separated: w1, w2, w1r (default w1,w2)")
     parser.add_argument("--photos", help="folder of photos to use instead of the six corpus photos")
     parser.add_argument(
         "--arms",
@@ -281,7 +281,6 @@ def main(argv: list[str] | None = None) -> None:
     args.alt_trees = {name: Path(path).resolve() for name, path in (a.split("=", 1) for a in args.alt)}
 
     photos = w1_photos(args.photos)
-    workloads = {"w1": photos, "w2": None}
     report: dict[str, object] = {
         "benchmark": "inprocess",
         "clock": args.clock,
@@ -293,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     with tempfile.TemporaryDirectory(prefix="thumbsvc-bench-") as tmp:
         for name in [w.strip() for w in args.workload.split(",")]:
-            paths = workloads[name] if name == "w1" else w2_photos(photos)
+            paths = photos if name == "w1" else w1r_photos(photos) if name == "w1r" else w2_photos(photos)
             result = run_workload(name, jobs_for(paths), args, Path(tmp))  # type: ignore[arg-type]
             print_report(result)
             report["workloads"].append(result)  # type: ignore[attr-defined]

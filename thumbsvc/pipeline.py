@@ -4,8 +4,12 @@
 small steps over one image::
 
     open (header only, limits) → orientation → output kind → plan → draft (JPEG DCT scaling)
-    → decode → orient → normalise mode → [smart focus] → resize (premultiplied alpha)
+    → decode → normalise mode → [smart focus] → resize (premultiplied alpha) → orient
     → to sRGB (ICC / CMYK, on the small image) → pad → flatten → encode (no metadata)
+
+The plan is in upright pixels (after EXIF orientation), but the decoded image is resampled as
+stored, over the plan's region mapped back through the orientation, and only the small result is
+turned upright: a rotation of the full decode costs as much as a tenth of the render.
 
 An animation runs the per-frame steps on every frame and is encoded whole.
 """
@@ -21,7 +25,7 @@ from thumbsvc import animation, color, smartcrop
 from thumbsvc.decode import Limits, open_image, pillow_errors
 from thumbsvc.encoding import ALPHA_FORMATS, encode, encode_animation, negotiate, output_kind
 from thumbsvc.errors import BadRequest, SourceTooLarge
-from thumbsvc.geometry import GeometryError, Plan, plan
+from thumbsvc.geometry import GeometryError, Plan, plan, stored_box
 from thumbsvc.options import RenderOptions
 
 __all__ = ["Limits", "Rendered", "read_orientation", "render", "upright_size"]
@@ -34,7 +38,7 @@ DRAFT_MIN_RATIO = {8: 2.0, 4: 2.0, 2: 1.3}
 REDUCING_GAP = 3.0
 
 # Bump whenever a change to the pipeline changes its output: it is part of every ETag.
-RENDER_VERSION = "4"
+RENDER_VERSION = "5"
 
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -89,7 +93,7 @@ def render(data: bytes, options: RenderOptions, limits: Limits, accept: str | No
         layout = make_plan(upright, options, limits)
         if animated and kind in animation.ANIMATED_KINDS:
             return render_animation(image, job, layout, limits)
-        draft(image, layout, upright, orientation)
+        draft(image, layout)
         image.load()
         frame = prepare(image, job)
         layout = smart_plan(frame, job, layout, limits)
@@ -127,13 +131,13 @@ def render_animation(image: Image.Image, job: Job, layout: Plan, limits: Limits)
 
 
 def prepare(image: Image.Image, job: Job) -> Image.Image:
-    """Decoded pixels to an upright image in a working mode (L, LA, RGB, RGBA, CMYK)."""
-    return color.normalise_mode(orient(image, job.orientation))
+    """Decoded pixels (still in stored orientation) in a working mode (L, LA, RGB, RGBA, CMYK)."""
+    return color.normalise_mode(image)
 
 
 def finish(image: Image.Image, job: Job, layout: Plan) -> Image.Image:
-    """An upright working image to the output's pixels: resize, sRGB, pad, flatten."""
-    image = resize(image, layout, job.upright)
+    """A decoded working image to the output's pixels: resize, orient, sRGB, pad, flatten."""
+    image = orient(resize(image, layout, job), job.orientation)
     image = color.to_srgb(image, job.icc_profile)
     image = pad(image, layout, job.options, job.kind)
     return flatten(image, job.options, job.kind)
@@ -149,7 +153,7 @@ def make_plan(
 
 
 def smart_plan(image: Image.Image, job: Job, layout: Plan, limits: Limits) -> Plan:
-    """For ``gravity=smart`` on a cover crop, re-plan around the subject of the (decoded, upright) image."""
+    """For ``gravity=smart`` on a cover crop, re-plan around the subject of the decoded image."""
     options = job.options
     region = layout.region
     whole = options.crop or (0, 0, *job.upright)
@@ -157,10 +161,10 @@ def smart_plan(image: Image.Image, job: Job, layout: Plan, limits: Limits) -> Pl
         return layout
     if math.isclose(region[2] - region[0], whole[2]) and math.isclose(region[3] - region[1], whole[3]):
         return layout  # the crop takes the whole region: nothing to choose
-    fx, fy = image.width / job.upright[0], image.height / job.upright[1]
     left, top, width, height = whole
-    box = (left * fx, top * fy, (left + width) * fx, (top + height) * fy)
-    focus = smartcrop.focus_point(image, box, layout.size[0] / layout.size[1])
+    box = decoded_box(image, (left, top, left + width, top + height), job)
+    aspect = layout.size[0] / layout.size[1]
+    focus = smartcrop.focus_point(image, box, aspect, _TRANSPOSE.get(job.orientation))
     return make_plan(job.upright, options, limits, focus=focus)
 
 
@@ -182,7 +186,7 @@ def upright_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
     return (size[1], size[0]) if orientation >= 5 else size
 
 
-def draft(image: Image.Image, layout: Plan, upright: tuple[int, int], orientation: int) -> None:
+def draft(image: Image.Image, layout: Plan) -> None:
     """Let the JPEG decoder scale by 1/2, 1/4 or 1/8 while leaving DRAFT_MIN_RATIO for the resample."""
     if image.format not in ("JPEG", "MPO"):
         return
@@ -200,17 +204,32 @@ def orient(image: Image.Image, orientation: int) -> Image.Image:
     return image.transpose(method) if method is not None else image
 
 
-def resize(image: Image.Image, layout: Plan, upright: tuple[int, int]) -> Image.Image:
-    """Resample the plan's region to its size, in premultiplied alpha so edges get no dark halo."""
-    fx, fy = image.width / upright[0], image.height / upright[1]
-    left, top, right, bottom = layout.region
-    box = (left * fx, top * fy, right * fx, bottom * fy)
-    if box == (0, 0, image.width, image.height) and layout.size == image.size:
+def decoded_box(
+    image: Image.Image, region: tuple[float, float, float, float], job: Job
+) -> tuple[float, float, float, float]:
+    """Given a region in upright source pixels, return it in the pixels of the decoded, stored image.
+
+    The decoded image may be DCT-scaled (``draft``) and is not yet turned upright.
+    """
+    width, height = upright_size(image.size, job.orientation)
+    src_w, src_h = job.upright
+    left, top, right, bottom = region
+    # Multiply before dividing, so the whole image maps to exactly (0, 0, width, height).
+    scaled = (left * width / src_w, top * height / src_h, right * width / src_w, bottom * height / src_h)
+    return stored_box(scaled, (width, height), job.orientation)
+
+
+def resize(image: Image.Image, layout: Plan, job: Job) -> Image.Image:
+    """Resample the plan's region of the stored image to its size (in stored orientation), in
+    premultiplied alpha so edges get no dark halo."""
+    box = decoded_box(image, layout.region, job)
+    size = upright_size(layout.size, job.orientation)
+    if box == (0, 0, image.width, image.height) and size == image.size:
         return image
     premultiplied = {"RGBA": "RGBa", "LA": "La"}.get(image.mode)
     if premultiplied:
         image = image.convert(premultiplied)
-    image = image.resize(layout.size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+    image = image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
     if premultiplied:
         image = image.convert("RGBA" if premultiplied == "RGBa" else "LA")
     return image
