@@ -1,8 +1,9 @@
 """The fast render path gives the pixels of the plain one.
 
-JPEG DCT scaling (``draft``) and resampling in stored orientation (the plan's region mapped back
-through the EXIF orientation, only the small result turned upright) are shortcuts: these tests
-hold them to a full-size decode, turned upright first, then resampled with LANCZOS.
+JPEG DCT scaling (``draft``), resampling in stored orientation (the plan's region mapped back
+through the EXIF orientation, only the small result turned upright) and resampling a JPEG as
+YCbCr planes (chroma at half resolution, as the encoder keeps it) are shortcuts: these tests hold
+them to a full-size decode, turned upright first, then resampled with LANCZOS.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image, ImageChops, ImageOps, ImageStat
+from PIL import Image, ImageChops, ImageDraw, ImageOps, ImageStat
 from starlette.testclient import TestClient
 
 from tests.helpers import decode
 from thumbsvc.client import URLSigner
-from thumbsvc.geometry import stored_box
+from thumbsvc.geometry import plan, stored_box
+from thumbsvc.options import make_options
 
 # The transform that stores an upright picture so that applying orientation N shows it upright again.
 STORE = {
@@ -67,10 +69,10 @@ def stored_as(image: Image.Image, orientation: int) -> bytes:
     return buffer.getvalue()
 
 
-def psnr(a: Image.Image, b: Image.Image) -> float:
-    """Luma PSNR of two images of the same size."""
+def psnr(a: Image.Image, b: Image.Image, band: str = "Y") -> float:
+    """PSNR of one YCbCr plane (luma by default) of two images of the same size."""
     assert a.size == b.size, (a.size, b.size)
-    difference = ImageChops.difference(a.convert("L"), b.convert("L"))
+    difference = ImageChops.difference(a.convert("YCbCr").getchannel(band), b.convert("YCbCr").getchannel(band))
     mse = sum(value * value * count for value, count in enumerate(difference.histogram())) / (a.width * a.height)
     return 99.0 if mse == 0 else 10 * math.log10(255**2 / mse)
 
@@ -182,3 +184,78 @@ def test_dct_scaled_decode_keeps_full_decode_quality(
     # Not darker, lighter or shifted in colour on the whole.
     for got, want in zip(ImageStat.Stat(actual.convert("RGB")).mean, ImageStat.Stat(reference).mean, strict=True):
         assert got == pytest.approx(want, abs=1.5)
+
+
+def colour_stripes(size: tuple[int, int] = (1000, 700)) -> Image.Image:
+    """Saturated stripes 11-41 px wide, standing in the top half, lying in the bottom half: chroma edges everywhere."""
+    colours = [(220, 30, 30), (30, 200, 30), (30, 30, 220), (230, 230, 30), (200, 40, 200)]
+    image = Image.new("RGB", size, (128, 128, 128))
+    draw = ImageDraw.Draw(image)
+    x = index = 0
+    while x < size[0]:
+        width = 13 + (index * 7) % 29
+        draw.rectangle((x, 0, x + width - 1, size[1] // 2), fill=colours[index % 5])
+        x, index = x + width, index + 1
+    y, index = size[1] // 2, 0
+    while y < size[1]:
+        height = 11 + (index * 5) % 23
+        draw.rectangle((0, y, size[0] - 1, y + height - 1), fill=colours[(index + 2) % 5])
+        y, index = y + height, index + 1
+    return image
+
+
+def jpeg_round_trip(image: Image.Image) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=95)
+    return decode(buffer.getvalue()).convert("RGB")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"width": 333},  # odd width: the last chroma sample stands for one pixel
+        {"width": 300},
+        {"width": 151, "height": 151, "fit": "cover"},
+        {"width": 701},  # 1.43 px per output px: no DCT scaling
+        {"width": 90, "height": 400, "fit": "cover", "gravity": "east"},
+    ],
+)
+def test_jpeg_chroma_stays_in_register(
+    client: TestClient, signer: URLSigner, put: Any, options: dict[str, Any]
+) -> None:
+    picture = colour_stripes()
+    data = stored_as(picture, 1)
+    source = put("stripes.jpg", data)
+    actual = decode(client.get(signer.path(source, format="jpeg", quality=95, **options)).content).convert("RGB")
+    with Image.open(io.BytesIO(data)) as opened:
+        full = opened.convert("RGB")
+    # The reference: LANCZOS over the same region of a full decode, through the same 4:2:0 JPEG.
+    layout = plan(full.size, make_options(**options), max_output_px=4096)
+    assert layout.size == actual.size
+    reference = jpeg_round_trip(full.resize(layout.size, Image.Resampling.LANCZOS, box=layout.region))
+    assert psnr(actual, reference) > 38, psnr(actual, reference)
+    # Chroma shifted by a fraction of a pixel on these edges scores under 28 dB.
+    for band in ("Cb", "Cr"):
+        assert psnr(actual, reference, band) > 34, (band, psnr(actual, reference, band))
+
+
+@pytest.mark.parametrize("fmt", ["png", "webp", "avif"])
+def test_jpeg_to_other_formats_keeps_its_colours(client: TestClient, signer: URLSigner, put: Any, fmt: str) -> None:
+    picture = colour_stripes((600, 400)).resize((120, 80), Image.Resampling.BOX).resize((600, 400))
+    source = put("soft-stripes.jpg", stored_as(picture, 1))
+    actual = decode(client.get(signer.path(source, width=300, format=fmt)).content).convert("RGB")
+    expected = picture.resize(actual.size, Image.Resampling.LANCZOS)
+    for band in ("Y", "Cb", "Cr"):
+        assert psnr(actual, expected, band) > 30, (band, psnr(actual, expected, band))
+
+
+def test_an_rgb_coded_jpeg_is_not_read_as_ycbcr(client: TestClient, signer: URLSigner, put: Any) -> None:
+    # Adobe APP14 transform 0: the components are R, G, B; decoding them as YCbCr would turn red into green.
+    buffer = io.BytesIO()
+    Image.new("RGB", (400, 300), (220, 30, 30)).save(buffer, "JPEG", quality=95, keep_rgb=True)
+    with Image.open(io.BytesIO(buffer.getvalue())) as opened:
+        assert opened.info.get("adobe_transform") == 0
+    source = put("rgb-coded.jpg", buffer.getvalue())
+    image = decode(client.get(signer.path(source, width=100, format="jpeg")).content)
+    red, green, blue = image.convert("RGB").getpixel((50, 37))  # type: ignore[misc]
+    assert red > 200 and green < 60 and blue < 60

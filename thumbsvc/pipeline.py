@@ -11,6 +11,12 @@ The plan is in upright pixels (after EXIF orientation), but the decoded image is
 stored, over the plan's region mapped back through the orientation, and only the small result is
 turned upright: a rotation of the full decode costs as much as a tenth of the render.
 
+A YCbCr JPEG headed for a format that keeps chroma at half resolution (JPEG 4:2:0, WebP, AVIF)
+is decoded as YCbCr and never converted: luma is resampled with LANCZOS at the output size,
+chroma at half of it, and the JPEG encoder takes the planes as they are. Luma is where the
+detail is; resampling one plane instead of three halves the resize, and the encoder would
+throw the extra chroma resolution away.
+
 An animation runs the per-frame steps on every frame and is encoded whole.
 """
 
@@ -36,9 +42,19 @@ __all__ = ["Limits", "Rendered", "read_orientation", "render", "upright_size"]
 # need 2 (1/8 is a DC-only decode, a box filter).
 DRAFT_MIN_RATIO = {8: 2.0, 4: 2.0, 2: 1.3}
 REDUCING_GAP = 3.0
+# Chroma planes are box-reduced by the whole part of ratio / CHROMA_REDUCING_GAP, then resampled
+# to half the output size with CHROMA_FILTER.
+CHROMA_REDUCING_GAP = 1.25
+CHROMA_FILTER = Image.Resampling.BICUBIC
+
+# Output kinds whose encoders keep chroma at half resolution in both directions.
+SUBSAMPLED_KINDS = frozenset({"jpeg", "webp", "avif"})
+# Adobe APP14 transform 0: the three components are R, G, B, not Y, Cb, Cr.
+ADOBE_RGB_TRANSFORM = 0
+RGB_COMPONENT_IDS = (ord("R"), ord("G"), ord("B"))
 
 # Bump whenever a change to the pipeline changes its output: it is part of every ETag.
-RENDER_VERSION = "5"
+RENDER_VERSION = "6"
 
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -93,7 +109,7 @@ def render(data: bytes, options: RenderOptions, limits: Limits, accept: str | No
         layout = make_plan(upright, options, limits)
         if animated and kind in animation.ANIMATED_KINDS:
             return render_animation(image, job, layout, limits)
-        draft(image, layout)
+        draft(image, layout, planar=kind in SUBSAMPLED_KINDS and codes_ycbcr(image))
         image.load()
         frame = prepare(image, job)
         layout = smart_plan(frame, job, layout, limits)
@@ -140,7 +156,9 @@ def finish(image: Image.Image, job: Job, layout: Plan) -> Image.Image:
     image = orient(resize(image, layout, job), job.orientation)
     image = color.to_srgb(image, job.icc_profile)
     image = pad(image, layout, job.options, job.kind)
-    return flatten(image, job.options, job.kind)
+    image = flatten(image, job.options, job.kind)
+    # Only the JPEG encoder takes YCbCr as it is.
+    return image.convert("RGB") if image.mode == "YCbCr" and job.kind != "jpeg" else image
 
 
 def make_plan(
@@ -186,17 +204,35 @@ def upright_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
     return (size[1], size[0]) if orientation >= 5 else size
 
 
-def draft(image: Image.Image, layout: Plan) -> None:
-    """Let the JPEG decoder scale by 1/2, 1/4 or 1/8 while leaving DRAFT_MIN_RATIO for the resample."""
+def codes_ycbcr(image: Image.Image) -> bool:
+    """True for a three-component JPEG whose components are Y, Cb, Cr (libjpeg's reading of the header).
+
+    JFIF files are YCbCr; Adobe files say so in their transform flag; without either marker,
+    component ids R, G, B mean RGB.
+    """
+    if image.format not in ("JPEG", "MPO") or image.mode != "RGB":
+        return False
+    if "jfif" in image.info:
+        return True
+    if "adobe" in image.info:
+        return image.info.get("adobe_transform") != ADOBE_RGB_TRANSFORM
+    layers = getattr(image, "layer", [])
+    return tuple(layer[0] for layer in layers) != RGB_COMPONENT_IDS
+
+
+def draft(image: Image.Image, layout: Plan, *, planar: bool = False) -> None:
+    """Let the JPEG decoder scale by 1/2, 1/4 or 1/8 while leaving DRAFT_MIN_RATIO for the resample,
+    and with ``planar`` hand over YCbCr instead of converting to RGB."""
     if image.format not in ("JPEG", "MPO"):
         return
     ratio = 1.0 / layout.scale  # source pixels per output pixel
-    for denominator, min_ratio in DRAFT_MIN_RATIO.items():
-        if ratio / denominator >= min_ratio:
-            # Pillow picks the largest scale whose result is at least the size asked for.
-            width, height = image.size
-            image.draft(image.mode, (max(1, width // denominator), max(1, height // denominator)))
-            return
+    denominator = next((d for d, min_ratio in DRAFT_MIN_RATIO.items() if ratio / d >= min_ratio), 1)
+    if denominator == 1 and not planar:
+        return
+    width, height = image.size
+    # Pillow picks the largest scale whose result is at least the size asked for.
+    size = (max(1, width // denominator), max(1, height // denominator)) if denominator > 1 else None
+    image.draft("YCbCr" if planar else image.mode, size)
 
 
 def orient(image: Image.Image, orientation: int) -> Image.Image:
@@ -226,6 +262,8 @@ def resize(image: Image.Image, layout: Plan, job: Job) -> Image.Image:
     size = upright_size(layout.size, job.orientation)
     if box == (0, 0, image.width, image.height) and size == image.size:
         return image
+    if image.mode == "YCbCr":
+        return resize_planar(image, size, box)
     premultiplied = {"RGBA": "RGBa", "LA": "La"}.get(image.mode)
     if premultiplied:
         image = image.convert(premultiplied)
@@ -233,6 +271,53 @@ def resize(image: Image.Image, layout: Plan, job: Job) -> Image.Image:
     if premultiplied:
         image = image.convert("RGBA" if premultiplied == "RGBa" else "LA")
     return image
+
+
+def resize_planar(image: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float]) -> Image.Image:
+    """Resample luma with LANCZOS to ``size`` and chroma to half of it (every encoder this path
+    serves keeps chroma at half resolution), then double each chroma sample, which the encoder's
+    2x2 averaging turns back into exactly that sample."""
+    luma, blue, red = image.split()
+    luma = luma.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+    half = ((size[0] + 1) // 2, (size[1] + 1) // 2)
+    left, top, right, bottom = box
+    # A chroma sample stands for two output pixels: for an odd size the grid reaches one pixel past the box.
+    span = ((right - left) * 2 * half[0] / size[0], (bottom - top) * 2 * half[1] / size[1])
+    # The decoded chroma planes were upsampled from half resolution (or IDCT-scaled to full size):
+    # box-reducing them first costs no detail and makes the resample cheap.
+    factor = (
+        max(1, int(span[0] / half[0] / CHROMA_REDUCING_GAP)),
+        max(1, int(span[1] / half[1] / CHROMA_REDUCING_GAP)),
+    )
+    chroma_box = (
+        left / factor[0],
+        top / factor[1],
+        (left + span[0]) / factor[0],
+        (top + span[1]) / factor[1],
+    )
+    planes = []
+    for plane in (blue, red):
+        plane = extend_edges(plane.reduce(factor) if factor != (1, 1) else plane, chroma_box)
+        plane = plane.resize(half, CHROMA_FILTER, box=chroma_box)
+        plane = plane.resize((2 * half[0], 2 * half[1]), Image.Resampling.NEAREST)
+        planes.append(plane if plane.size == size else plane.crop((0, 0, *size)))
+    return Image.merge("YCbCr", (luma, *planes))
+
+
+def extend_edges(plane: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+    """Return the plane grown by copies of its last column and row until it holds ``box``."""
+    width, height = plane.size
+    grow = (max(0, math.ceil(box[2]) - width), max(0, math.ceil(box[3]) - height))
+    if grow == (0, 0):
+        return plane
+    grown = plane.crop((0, 0, width + grow[0], height + grow[1]))
+    if grow[0]:
+        grown.paste(plane.crop((width - 1, 0, width, height)).resize((grow[0], height)), (width, 0))
+    if grow[1]:
+        grown.paste(
+            grown.crop((0, height - 1, width + grow[0], height)).resize((width + grow[0], grow[1])), (0, height)
+        )
+    return grown
 
 
 def background_colour(options: RenderOptions, kind: str) -> tuple[int, int, int, int]:
