@@ -95,7 +95,7 @@ def plan(
 
 
 def stored_box(
-    box: tuple[float, float, float, float], upright: tuple[int, int], orientation: int
+    box: tuple[float, float, float, float], upright: tuple[float, float], orientation: int
 ) -> tuple[float, float, float, float]:
     """Given a box in the pixels of an upright image of size ``upright`` and the EXIF orientation,
     return the same box in the pixels of the image as stored (before the orientation is applied).

@@ -23,7 +23,7 @@ An animation runs the per-frame steps on every frame and is encoded whole.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PIL import ExifTags, Image
 
@@ -54,7 +54,7 @@ ADOBE_RGB_TRANSFORM = 0
 RGB_COMPONENT_IDS = (ord("R"), ord("G"), ord("B"))
 
 # Bump whenever a change to the pipeline changes its output: it is part of every ETag.
-RENDER_VERSION = "6"
+RENDER_VERSION = "7"
 
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -85,6 +85,9 @@ class Job:
     upright: tuple[int, int]
     orientation: int
     icc_profile: bytes | None
+    # Decoded pixels per source pixel: 1/2, 1/4 or 1/8 after JPEG DCT scaling. Exact: the decoder
+    # pads the last block, so a decoded image is ceil(size * scale) wide but its grid is size * scale.
+    scale: float = 1.0
 
 
 def render(data: bytes, options: RenderOptions, limits: Limits, accept: str | None = None) -> Rendered:
@@ -109,7 +112,8 @@ def render(data: bytes, options: RenderOptions, limits: Limits, accept: str | No
         layout = make_plan(upright, options, limits)
         if animated and kind in animation.ANIMATED_KINDS:
             return render_animation(image, job, layout, limits)
-        draft(image, layout, planar=kind in SUBSAMPLED_KINDS and codes_ycbcr(image))
+        scale = draft(image, layout, planar=kind in SUBSAMPLED_KINDS and codes_ycbcr(image))
+        job = replace(job, scale=scale)
         image.load()
         frame = prepare(image, job)
         layout = smart_plan(frame, job, layout, limits)
@@ -220,19 +224,21 @@ def codes_ycbcr(image: Image.Image) -> bool:
     return tuple(layer[0] for layer in layers) != RGB_COMPONENT_IDS
 
 
-def draft(image: Image.Image, layout: Plan, *, planar: bool = False) -> None:
+def draft(image: Image.Image, layout: Plan, *, planar: bool = False) -> float:
     """Let the JPEG decoder scale by 1/2, 1/4 or 1/8 while leaving DRAFT_MIN_RATIO for the resample,
-    and with ``planar`` hand over YCbCr instead of converting to RGB."""
+    and with ``planar`` hand over YCbCr instead of converting to RGB. Return the scale it will decode at."""
     if image.format not in ("JPEG", "MPO"):
-        return
+        return 1.0
     ratio = 1.0 / layout.scale  # source pixels per output pixel
     denominator = next((d for d, min_ratio in DRAFT_MIN_RATIO.items() if ratio / d >= min_ratio), 1)
     if denominator == 1 and not planar:
-        return
+        return 1.0
     width, height = image.size
     # Pillow picks the largest scale whose result is at least the size asked for.
     size = (max(1, width // denominator), max(1, height // denominator)) if denominator > 1 else None
-    image.draft("YCbCr" if planar else image.mode, size)
+    drafted = image.draft("YCbCr" if planar else image.mode, size)
+    # Pillow answers with the source's extent in decoded pixels: (0, 0, width / scale, height / scale).
+    return drafted[1][2] / width if drafted is not None else 1.0
 
 
 def orient(image: Image.Image, orientation: int) -> Image.Image:
@@ -245,14 +251,14 @@ def decoded_box(
 ) -> tuple[float, float, float, float]:
     """Given a region in upright source pixels, return it in the pixels of the decoded, stored image.
 
-    The decoded image may be DCT-scaled (``draft``) and is not yet turned upright.
+    The decoded image may be DCT-scaled (``draft``, ``job.scale``) and is not yet turned upright.
     """
-    width, height = upright_size(image.size, job.orientation)
-    src_w, src_h = job.upright
+    scale = job.scale
     left, top, right, bottom = region
-    # Multiply before dividing, so the whole image maps to exactly (0, 0, width, height).
-    scaled = (left * width / src_w, top * height / src_h, right * width / src_w, bottom * height / src_h)
-    return stored_box(scaled, (width, height), job.orientation)
+    src_w, src_h = job.upright
+    return stored_box(
+        (left * scale, top * scale, right * scale, bottom * scale), (src_w * scale, src_h * scale), job.orientation
+    )
 
 
 def resize(image: Image.Image, layout: Plan, job: Job) -> Image.Image:
