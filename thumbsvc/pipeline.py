@@ -283,8 +283,8 @@ def resize_planar(image: Image.Image, size: tuple[int, int], box: tuple[float, f
     """Resample luma with LANCZOS to ``size`` and chroma to half of it (every encoder this path
     serves keeps chroma at half resolution), then double each chroma sample, which the encoder's
     2x2 averaging turns back into exactly that sample."""
-    luma, blue, red = image.split()
-    luma = luma.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+    # One plane at a time, so no more than one full-size plane exists beside the decoded image.
+    luma = image.getchannel(0).resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
     half = ((size[0] + 1) // 2, (size[1] + 1) // 2)
     left, top, right, bottom = box
     # A chroma sample stands for two output pixels: for an odd size the grid reaches one pixel past the box.
@@ -302,7 +302,8 @@ def resize_planar(image: Image.Image, size: tuple[int, int], box: tuple[float, f
         (top + span[1]) / factor[1],
     )
     planes = []
-    for plane in (blue, red):
+    for band in (1, 2):
+        plane = image.getchannel(band)
         plane = extend_edges(plane.reduce(factor) if factor != (1, 1) else plane, chroma_box)
         plane = plane.resize(half, CHROMA_FILTER, box=chroma_box)
         plane = plane.resize((2 * half[0], 2 * half[1]), Image.Resampling.NEAREST)
