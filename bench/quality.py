@@ -53,6 +53,13 @@ def reference(path: str, out_w: int, out_h: int, fit: str, shift: tuple[float, f
     return source.resize((out_w, out_h), Image.Resampling.LANCZOS, box=box)
 
 
+def chroma_psnr(a: Image.Image, b: Image.Image) -> float:
+    """Mean PSNR of the Cb and Cr planes (JPEG's full-range BT.601 YCbCr) of two RGB images."""
+    planes_a = np.asarray(a.convert("YCbCr"), dtype=np.float64)
+    planes_b = np.asarray(b.convert("YCbCr"), dtype=np.float64)
+    return (psnr(planes_a[..., 1], planes_b[..., 1]) + psnr(planes_a[..., 2], planes_b[..., 2])) / 2
+
+
 def luma(image: Image.Image) -> np.ndarray:
     rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
     return rgb @ np.array([0.299, 0.587, 0.114])
@@ -102,6 +109,7 @@ def measure(path: str, fit: str, output: bytes) -> dict[str, float | int]:
     to half an output pixel, which costs up to ~30 dB on detailed images without being visible;
     ``psnr``/``ssim`` therefore compare with the best of the references shifted by -0.5, 0 or
     +0.5 output pixels on each axis, so they measure resampling quality, not the centring rule.
+    ``psnr_chroma`` is the mean PSNR of the Cb and Cr planes against that same reference.
     """
     with Image.open(io.BytesIO(output)) as decoded:
         decoded.load()
@@ -115,13 +123,16 @@ def measure(path: str, fit: str, output: bytes) -> dict[str, float | int]:
         ys = CROP_SHIFTS if bottom - top < source.height - 1e-6 else (0.0,)
         shifts = [(dx, dy) for dx in xs for dy in ys]
     scores = {}
+    references = {}
     for shift in shifts:
-        y_ref = luma(reference(path, thumb.width, thumb.height, fit, shift))
+        references[shift] = reference(path, thumb.width, thumb.height, fit, shift)
+        y_ref = luma(references[shift])
         scores[shift] = (psnr(y_thumb, y_ref), y_ref)
     best = max(scores, key=lambda k: scores[k][0])
     strict_psnr, strict_ref = scores[(0.0, 0.0)]
     return {
         "psnr": round(scores[best][0], 3),
+        "psnr_chroma": round(chroma_psnr(thumb, references[best]), 3),
         "ssim": round(ssim(y_thumb, scores[best][1]), 5),
         "psnr_strict": round(strict_psnr, 3),
         "ssim_strict": round(ssim(y_thumb, strict_ref), 5),

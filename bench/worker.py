@@ -89,8 +89,12 @@ def thumbsvc_arm() -> Arm:
     return run
 
 
-def pyvips_arm() -> Arm:
-    """pyvips ``thumbnail`` (shrink-on-load, centre crop for cover), one thread, operation cache off."""
+def pyvips_arm(progressive: bool = False) -> Arm:
+    """pyvips ``thumbnail`` (shrink-on-load, centre crop for cover), one thread, operation cache off.
+
+    With ``progressive``, ``jpegsave`` writes progressive JPEG (``interlace``), as thumbsvc does from
+    50 000 px; the default is libvips's own default, baseline without optimised Huffman tables.
+    """
     import pyvips
 
     pyvips.cache_set_max(0)
@@ -101,7 +105,7 @@ def pyvips_arm() -> Arm:
             image = pyvips.Image.thumbnail_buffer(data, width, height=height, crop="centre")
         else:
             image = pyvips.Image.thumbnail_buffer(data, width, height=height)
-        out = image.jpegsave_buffer(Q=QUALITY, keep="none")
+        out = image.jpegsave_buffer(Q=QUALITY, keep="none", interlace=progressive)
         return out, image.width, image.height
 
     return run
@@ -113,6 +117,7 @@ ARMS: dict[str, Callable[[], Arm]] = {
     "pillow-draft": lambda: pillow_arm(draft=1.0),
     "pillow-draft2": lambda: pillow_arm(draft=2.0),
     "pyvips": pyvips_arm,
+    "pyvips-progressive": lambda: pyvips_arm(progressive=True),
 }
 
 

@@ -2,7 +2,9 @@
 
 W1 is six real 8-24 MP photos from the shared corpus, three thumbnails each (150x150 cover,
 400x300 contain, 1200x900 contain, JPEG q85). W2 is the same photos pre-shrunk to a 1600 px
-long edge (typical web uploads), built once into the bench cache folder.
+long edge (typical web uploads), built once into the bench cache folder. W1R is W1 stored the
+way phones store photos taken sideways: pixels turned on their side (EXIF orientation 6 or 8,
+alternately) or upside down (3), re-encoded at q92 with the profile kept.
 """
 
 from __future__ import annotations
@@ -92,6 +94,42 @@ def w2_photos(photos: list[Path], long_edge: int = W2_LONG_EDGE) -> list[Path]:
                     image = image.resize(size, Image.Resampling.LANCZOS)
                 buffer = io.BytesIO()
                 image.save(buffer, "JPEG", quality=90, icc_profile=icc)
+            tmp = dest.with_suffix(".tmp")
+            tmp.write_bytes(buffer.getvalue())
+            tmp.replace(dest)
+        out.append(dest)
+    return out
+
+
+# EXIF orientation of each W1R photo in turn, and the transpose that stores an upright image that way.
+W1R_ORIENTATIONS = (6, 8, 3)
+STORE_AS = {3: "ROTATE_180", 6: "ROTATE_90", 8: "ROTATE_270"}
+
+
+def w1r_photos(photos: list[Path]) -> list[Path]:
+    """Return the W1 photos stored sideways or upside down with the EXIF orientation that turns them upright."""
+    from PIL import Image, ImageOps
+
+    out = []
+    for index, src in enumerate(photos):
+        orientation = W1R_ORIENTATIONS[index % len(W1R_ORIENTATIONS)]
+        stat = src.stat()
+        key = f"{src.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{orientation}"
+        tag = hashlib.blake2b(key.encode(), digest_size=4).hexdigest()
+        folder = cache_dir() / f"w1r-{tag}"
+        dest = folder / (src.stem + ".jpg")
+        if not dest.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            with Image.open(src) as opened:
+                icc = opened.info.get("icc_profile")
+                image = ImageOps.exif_transpose(opened)
+            if image.mode not in ("RGB", "L"):
+                image = image.convert("RGB")
+            stored = image.transpose(Image.Transpose[STORE_AS[orientation]])
+            exif = Image.Exif()
+            exif[0x0112] = orientation
+            buffer = io.BytesIO()
+            stored.save(buffer, "JPEG", quality=92, icc_profile=icc, exif=exif.tobytes())
             tmp = dest.with_suffix(".tmp")
             tmp.write_bytes(buffer.getvalue())
             tmp.replace(dest)

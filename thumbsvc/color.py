@@ -36,11 +36,14 @@ def has_alpha(image: Image.Image) -> bool:
 
 
 def normalise_mode(image: Image.Image) -> Image.Image:
-    """Return the image in one of L, LA, RGB, RGBA, CMYK (a tRNS colour becomes alpha)."""
+    """Return the image in one of L, LA, RGB, RGBA, CMYK, YCbCr (a tRNS colour becomes alpha).
+
+    YCbCr only comes from the JPEG decoder (``pipeline.draft`` asks for it), and stays.
+    """
     mode = image.mode
     if mode in ("L", "RGB") and "transparency" in image.info:
         return image.convert(mode + "A")
-    if mode in ("L", "LA", "RGB", "RGBA", "CMYK"):
+    if mode in ("L", "LA", "RGB", "RGBA", "CMYK", "YCbCr"):
         return image
     if mode in ("P", "PA"):
         return image.convert("RGBA" if has_alpha(image) else "RGB")
@@ -54,7 +57,8 @@ def normalise_mode(image: Image.Image) -> Image.Image:
 
 
 def to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
-    """Given a normalised image and its embedded profile, return sRGB pixels in L, LA, RGB or RGBA.
+    """Given a normalised image and its embedded profile, return sRGB pixels in L, LA, RGB or RGBA
+    (or YCbCr, JPEG's coding of RGB, when the profile changes nothing).
 
     A profile that does not describe the image's colour space, or that LittleCMS cannot
     read, is ignored (the pixels are taken as sRGB), never an error.
@@ -62,7 +66,11 @@ def to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
     transform = None
     if icc_profile:
         build = _cached_transform if len(icc_profile) <= MAX_CACHED_PROFILE_BYTES else _transform
-        transform = build(icc_profile, image.mode)
+        transform = build(icc_profile, "RGB" if image.mode == "YCbCr" else image.mode)
+    if image.mode == "YCbCr":
+        if transform is None:
+            return image
+        image = image.convert("RGB")
     if transform is None and image.mode == "CMYK":
         transform = _cached_transform(_fallback_cmyk_profile(), "CMYK")
     if transform is None:

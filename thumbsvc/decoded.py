@@ -2,8 +2,9 @@
 
 A gallery page asks for several sizes of one photo within a second or so. JPEG entropy decoding
 costs nearly the same at every DCT scale and is most of a render, so with this cache on the sizes
-share one decode: the first request decodes (in its render slot) and stores the upright, prepared
-frame; requests arriving meanwhile wait for it without holding a slot, later ones find it cached.
+share one decode: the first request decodes (in its render slot) and stores the prepared frame
+(``pipeline.prepare``: working mode, still in stored orientation); requests arriving meanwhile wait
+for it without holding a slot, later ones find it cached.
 
 Which scale is decoded. ``pipeline.draft`` picks, per request, the coarsest DCT scale that keeps
 enough pixels for that request's output (its *own* scale). With the cache on, a JPEG is decoded at
@@ -17,7 +18,9 @@ cached, so a URL renders the same bytes from a hit as from a miss; it differs fr
 render (box instead of DCT reduction) for the smaller sizes, so the ETag says which rule made it
 (``ETAG_MARK``).
 
-Entries are keyed by (scale, source reference, source validator): the reference too, so the cache
+Entries are keyed by (scale, decoded mode, source reference, source validator): the mode because
+a JPEG is decoded as YCbCr planes for some output kinds and as RGB for others
+(``pipeline.decodes_planar``); the reference too, so the cache
 serves the sizes of one source as they are asked for, not every copy of the same bytes under other
 names. Animations are never held (every frame would be), nor a frame larger than the whole bound.
 """
@@ -25,10 +28,10 @@ names. Animations are never held (every frame would be), nor a frame larger than
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
-from PIL import Image, ImageFile
+from PIL import Image
 
 from thumbsvc import animation
 from thumbsvc.cache import SingleFlight, TTLCache
@@ -36,7 +39,17 @@ from thumbsvc.decode import Limits, open_image, pillow_errors
 from thumbsvc.geometry import Plan
 from thumbsvc.metrics import Metrics
 from thumbsvc.options import RenderOptions
-from thumbsvc.pipeline import Job, Rendered, draft, open_job, prepare, render, render_decoded
+from thumbsvc.pipeline import (
+    Job,
+    Rendered,
+    decodes_planar,
+    draft,
+    draft_at,
+    open_job,
+    prepare,
+    render,
+    render_decoded,
+)
 
 __all__ = ["Decoded", "DecodedCache", "Planned", "decode", "plan_request", "render_from", "shared_denominator"]
 
@@ -59,19 +72,21 @@ class Planned:
     """One request, planned from its source's header: its job, and the DCT scales of its decode."""
 
     image: Image.Image  # opened and drafted to the request's own scale; not decoded
-    job: Job
+    job: Job  # with the scale of the request's own draft
     layout: Plan
     own: int  # DCT denominator pipeline.draft chose for this request alone (1: full size, or not a JPEG)
     shared: int  # denominator decoded (and cached) for it: own or the shared scale, whichever is finer
+    planar: bool  # decoded as YCbCr planes (pipeline.decodes_planar)
     animated: bool
 
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """A prepared frame (upright, working mode) decoded at 1/``denominator`` scale, never modified."""
+    """A prepared frame (``pipeline.prepare``'s output) decoded at 1/``denominator``, never modified."""
 
     frame: Image.Image
     denominator: int
+    scale: float  # decoded pixels per source pixel, exactly (``pipeline.Job.scale``)
     nbytes: int
 
 
@@ -84,10 +99,11 @@ def plan_request(data: bytes, options: RenderOptions, limits: Limits, accept: st
     size = image.size
     with pillow_errors():
         animated = animation.is_animated(image)
-        if not animated:
-            draft(image, layout, job.upright, job.orientation)
-    own = drafted_denominator(image)
-    return Planned(image, job, layout, own, min(own, shared_denominator(size)), animated)
+        planar = not animated and decodes_planar(image, job.kind)
+        scale = 1.0 if animated else draft(image, layout, planar=planar)
+    own = round(1 / scale)
+    job = replace(job, scale=scale)
+    return Planned(image, job, layout, own, min(own, shared_denominator(size)), planar, animated)
 
 
 def shared_denominator(size: tuple[int, int]) -> int:
@@ -99,26 +115,18 @@ def shared_denominator(size: tuple[int, int]) -> int:
     return 1
 
 
-def drafted_denominator(image: Image.Image) -> int:
-    """The DCT denominator a JPEG was drafted to (1 when it was not, or for other formats)."""
-    if isinstance(image, ImageFile.ImageFile) and image.decoderconfig:
-        return int(image.decoderconfig[0])
-    return 1
-
-
 def decode(data: bytes, planned: Planned, limits: Limits) -> Decoded:
     """Decode the source at the planned shared scale and prepare it; raise the decode errors."""
-    image = planned.image
+    image, scale = planned.image, planned.job.scale
     if planned.shared != planned.own:
         # The planned image is drafted for its own request; a JPEG can be drafted only once.
         image = open_image(data, limits)
-        width, height = image.size
         with pillow_errors():
-            image.draft(image.mode, (max(1, width // planned.shared), max(1, height // planned.shared)))
+            scale = draft_at(image, planned.shared, planar=planned.planar)
     with pillow_errors():
         image.load()
-        frame = prepare(image, planned.job)
-    return Decoded(frame, planned.shared, frame_bytes(frame, data))
+        frame = prepare(image, replace(planned.job, scale=scale))
+    return Decoded(frame, planned.shared, scale, frame_bytes(frame, data))
 
 
 def render_from(decoded: Decoded, planned: Planned, limits: Limits) -> Rendered:
@@ -128,7 +136,9 @@ def render_from(decoded: Decoded, planned: Planned, limits: Limits) -> Rendered:
     if factor > 1:
         with pillow_errors():
             frame = frame.reduce(factor)
-    return render_decoded(frame, planned.job, planned.layout, limits)
+    # Each reduced pixel covers ``factor`` decoded pixels a side, the last one fewer (as the DCT pads).
+    job = replace(planned.job, scale=decoded.scale / factor)
+    return render_decoded(frame, job, planned.layout, limits)
 
 
 def decode_and_render(data: bytes, planned: Planned, limits: Limits) -> tuple[Decoded, Rendered | Exception]:
@@ -188,7 +198,7 @@ class DecodedCache:
         if planned.animated:
             self.metrics.decodes.inc()
             return await run(lambda: render(data, options, limits, accept))
-        key = f"{planned.shared}|{source_key}"
+        key = f"{planned.shared}|{'YCbCr' if planned.planar else '-'}|{source_key}"
         cached = self.frames.get(key)
         if cached is not None:
             self.metrics.cache_hits.labels("decoded").inc()

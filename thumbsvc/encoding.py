@@ -69,7 +69,7 @@ def output_kind(requested: str | None, source_format: str | None, accept_bucket:
 
 
 def encode(image: Image.Image, fmt: str, quality: int | None = None) -> tuple[bytes, str]:
-    """Given an RGB/RGBA/L/LA image, return its encoded bytes and media type.
+    """Given an RGB/RGBA/L/LA image (or YCbCr for JPEG), return its encoded bytes and media type.
 
     No metadata is written: ``image.info`` (EXIF, XMP, ICC profile, comments carried over
     from the source) is cleared first, so Pillow's writers cannot copy any of it.

@@ -94,6 +94,29 @@ def plan(
     return result
 
 
+def stored_box(
+    box: tuple[float, float, float, float], upright: tuple[float, float], orientation: int
+) -> tuple[float, float, float, float]:
+    """Given a box in the pixels of an upright image of size ``upright`` and the EXIF orientation,
+    return the same box in the pixels of the image as stored (before the orientation is applied).
+
+    Resampling the stored image over this box and then applying the orientation to the small
+    result gives the pixels of resampling the upright image over ``box``.
+    """
+    left, top, right, bottom = box
+    width, height = upright
+    return {
+        1: (left, top, right, bottom),
+        2: (width - right, top, width - left, bottom),
+        3: (width - right, height - bottom, width - left, height - top),
+        4: (left, height - bottom, right, height - top),
+        5: (top, left, bottom, right),
+        6: (top, width - right, bottom, width - left),
+        7: (height - bottom, width - right, height - top, width - left),
+        8: (height - bottom, left, height - top, right),
+    }[orientation]
+
+
 def _fit_inside(region: tuple[int, int], box: tuple[int | None, int | None], *, upscale: bool) -> tuple[int, int]:
     """The largest size of the region's aspect ratio inside the box (a missing side is unbounded).
 

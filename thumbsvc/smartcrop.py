@@ -15,6 +15,10 @@ from __future__ import annotations
 from PIL import Image, ImageChops, ImageFilter, ImageOps, ImageStat
 
 ANALYSIS_PX = 128
+# The orientations that turn a stored image on its side.
+SWAPS_AXES = frozenset(
+    {Image.Transpose.TRANSPOSE, Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270}
+)
 # How much of the score a window at the very edge gives up against one in the centre.
 CENTRE_PULL = 0.15
 EDGE_WEIGHT, SKIN_WEIGHT, SATURATION_WEIGHT = 1.0, 0.4, 0.4
@@ -24,9 +28,17 @@ _SKIN_CB_LUT = tuple(255 if SKIN_CB[0] <= v <= SKIN_CB[1] else 0 for v in range(
 _SKIN_CR_LUT = tuple(255 if SKIN_CR[0] <= v <= SKIN_CR[1] else 0 for v in range(256))
 
 
-def focus_point(image: Image.Image, region: tuple[float, float, float, float], aspect: float) -> tuple[float, float]:
-    """Given an upright image, the region a cover crop is cut from and the crop's aspect (w/h),
-    return the focal point as fractions (x, y) of the region, for ``geometry.plan(focus=...)``.
+def focus_point(
+    image: Image.Image,
+    region: tuple[float, float, float, float],
+    aspect: float,
+    transpose: Image.Transpose | None = None,
+) -> tuple[float, float]:
+    """Given an image, the region a cover crop is cut from and the crop's aspect (w/h, upright),
+    return the focal point as fractions (x, y) of the upright region, for ``geometry.plan(focus=...)``.
+
+    ``image`` and ``region`` may be in the stored orientation of an EXIF-oriented source;
+    ``transpose`` then turns them upright (only the small analysis sample is turned).
     """
     left, top, right, bottom = region
     reg_w, reg_h = right - left, bottom - top
@@ -36,6 +48,10 @@ def focus_point(image: Image.Image, region: tuple[float, float, float, float], a
     # first (a statistical map does not mind the aliasing), then average.
     sampled = image.resize((4 * size[0], 4 * size[1]), Image.Resampling.NEAREST, box=region)
     small = sampled.reduce(4)
+    if transpose is not None:
+        small = small.transpose(transpose)
+        if transpose in SWAPS_AXES:
+            reg_w, reg_h = reg_h, reg_w
     saliency = saliency_map(small)
     if reg_w / reg_h > aspect:  # wider than the crop: slide horizontally
         window = reg_h * aspect / reg_w
@@ -75,13 +91,17 @@ def best_window(values: list[float], window: float) -> float:
     for value in values:
         sums.append(sums[-1] + value)
     free = count - span
-    best_start, best_score = free / 2, -1.0
+    scores = []
     for start in range(free + 1):
         offset = abs(start - free / 2) / (free / 2)
-        score = (sums[start + span] - sums[start] + 1e-3) * (1.0 - CENTRE_PULL * offset)
-        if score > best_score:
-            best_start, best_score = start, score
-    return (best_start + span / 2) / count
+        scores.append((sums[start + span] - sums[start] + 1e-3) * (1.0 - CENTRE_PULL * offset))
+    best = max(scores)
+    # Ties (a flat profile, an odd number of free places) go to the middle of the tied places
+    # nearest the centre, so a mirrored picture gets the mirrored window.
+    tied = [start for start, score in enumerate(scores) if score >= best * (1 - 1e-9)]
+    nearest = min(abs(start - free / 2) for start in tied)
+    central = [start for start in tied if abs(start - free / 2) == nearest]
+    return (sum(central) / len(central) + span / 2) / count
 
 
 def _weighted(channel: Image.Image, weight: float) -> Image.Image:
