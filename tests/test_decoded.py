@@ -33,7 +33,7 @@ IPHONE = "photos/lepton__iphone.jpg"  # 3264x2448 baseline JPEG from the corpus
 # Three sizes of a gallery page whose own DCT scales (1/8, 1/4, 1/2 of the 3264x2448 photo) are all at or
 # coarser than the shared scale (1/2), so all three render from one decode.
 GALLERY = ((150, 150, "cover"), (400, 300, "contain"), (800, 600, "contain"))
-FRAME_1200 = 1200 * 900 * 4  # bytes of the decoded 1200x900 RGB test photo (Pillow keeps RGB in 4 bytes)
+FRAME_1200 = 1200 * 900 * 4  # bytes of the 1200x900 test photo decoded whole (Pillow keeps RGB in 4 bytes)
 
 
 @pytest.fixture
@@ -160,6 +160,16 @@ def test_a_hit_renders_the_same_bytes_as_a_miss(
     assert after.headers["etag"] == alone.headers["etag"]
 
 
+def test_a_small_source_decodes_each_size_at_its_own_scale(
+    client_factory: Callable[..., TestClient], signer: URLSigner
+) -> None:
+    cached, plain = client_factory(), client_factory(decoded_cache_bytes=0)
+    for width in (300, 100):  # 1/2 and 1/4 of the 1200x900 photo
+        path = signer.path("photos/landscape.jpg", width=width)
+        assert cached.get(path).content == plain.get(path).content
+    assert sample(metrics(cached), "thumbsvc_decodes_total") == 2
+
+
 def test_the_etag_names_the_rule_that_made_the_bytes(
     client_factory: Callable[..., TestClient], signer: URLSigner
 ) -> None:
@@ -173,7 +183,8 @@ def test_the_etag_names_the_rule_that_made_the_bytes(
 def test_the_byte_bound_holds(client_factory: Callable[..., TestClient], signer: URLSigner, media_root: Path) -> None:
     (media_root / "photos" / "second.jpg").write_bytes(make_photo((1200, 900)))
     client = client_factory(decoded_cache_bytes=FRAME_1200 + 10_000)
-    for source, width in (("photos/landscape.jpg", 300), ("photos/second.jpg", 300), ("photos/landscape.jpg", 200)):
+    # Widths that need the whole 1200x900 decode.
+    for source, width in (("photos/landscape.jpg", 1200), ("photos/second.jpg", 1200), ("photos/landscape.jpg", 1100)):
         assert client.get(signer.path(source, width=width)).status_code == 200
         text = metrics(client)
         assert sample(text, "thumbsvc_cache_bytes", cache="decoded") <= FRAME_1200 + 10_000
@@ -187,7 +198,7 @@ def test_a_multi_picture_frame_counts_the_source_it_keeps_open(
     client_factory: Callable[..., TestClient], signer: URLSigner, photo_root: Path
 ) -> None:
     client = client_factory()
-    assert decode(client.get(signer.path("formats/pillow__sugarshack.mpo", width=100)).content).size == (100, 75)
+    assert decode(client.get(signer.path("formats/pillow__sugarshack.mpo", width=500)).content).size == (500, 375)
     source_bytes = (photo_root / "formats" / "pillow__sugarshack.mpo").stat().st_size
     assert sample(metrics(client), "thumbsvc_cache_bytes", cache="decoded") > 640 * 480 * 4 + source_bytes
 
@@ -196,7 +207,7 @@ def test_a_frame_larger_than_the_whole_cache_is_rendered_but_not_held(
     client_factory: Callable[..., TestClient], signer: URLSigner
 ) -> None:
     client = client_factory(decoded_cache_bytes=FRAME_1200 // 2)
-    for width in (300, 200):
+    for width in (1200, 1100):  # both need the whole 1200x900 decode
         response = client.get(signer.path("photos/landscape.jpg", width=width))
         assert decode(response.content).width == width
     text = metrics(client)
@@ -206,11 +217,11 @@ def test_a_frame_larger_than_the_whole_cache_is_rendered_but_not_held(
 
 def test_decoded_sources_expire_after_their_ttl(client_factory: Callable[..., TestClient], signer: URLSigner) -> None:
     client = client_factory(decoded_cache_ttl_s=1.0)
-    assert client.get(signer.path("photos/landscape.jpg", width=300)).status_code == 200
-    assert client.get(signer.path("photos/landscape.jpg", width=200)).status_code == 200
+    assert client.get(signer.path("photos/landscape.jpg", width=1200)).status_code == 200
+    assert client.get(signer.path("photos/landscape.jpg", width=1100)).status_code == 200
     assert sample(metrics(client), "thumbsvc_decodes_total") == 1
     time.sleep(1.3)
-    assert client.get(signer.path("photos/landscape.jpg", width=100)).status_code == 200
+    assert client.get(signer.path("photos/landscape.jpg", width=1000)).status_code == 200
     text = metrics(client)
     assert sample(text, "thumbsvc_decodes_total") == 2
     assert sample(text, "thumbsvc_cache_evictions_total", cache="decoded", reason="ttl") == 1
@@ -305,8 +316,8 @@ def test_a_render_error_after_the_decode_still_leaves_the_decode_for_the_others(
     failing = dataclasses.replace(failing, job=dataclasses.replace(failing.job, kind="tiff"))  # no such encoder
     decoded, outcome = decode_and_render(data, failing, limits)
     assert isinstance(outcome, UnprocessableSource)
-    other = plan_request(data, make_options(width=300), limits, None)
-    assert decode(render_from(decoded, other, limits).data).size == (300, 225)
+    other = plan_request(data, make_options(width=90, format="png"), limits, None)  # the same 1/4 scale
+    assert decode(render_from(decoded, other, limits).data).size == (90, 68)
 
 
 def test_the_settings_are_read_and_bad_values_are_refused() -> None:

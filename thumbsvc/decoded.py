@@ -7,16 +7,20 @@ share one decode: the first request decodes (in its render slot) and stores the 
 for it without holding a slot, later ones find it cached.
 
 Which scale is decoded. ``pipeline.draft`` picks, per request, the coarsest DCT scale that keeps
-enough pixels for that request's output (its *own* scale). With the cache on, a JPEG is decoded at
-its own scale or at the *shared* scale, whichever is finer: the coarsest scale that keeps at least
-``MIN_SHARED_EDGE_PX`` on the long edge, which by the draft rule serves outputs up to about
-1200 px. A request whose own scale is coarser box-reduces the shared frame by the integer factor
-(``Image.reduce``), then resamples exactly as from its own decode: it costs what its own decode's
-resample costs, without the entropy decoding, and measures within 0.05 dB PSNR of it
-(docs/performance.md). The scale depends on the source and the request only, never on what is
-cached, so a URL renders the same bytes from a hit as from a miss; it differs from the cache-off
-render (box instead of DCT reduction) for the smaller sizes, so the ETag says which rule made it
-(``ETAG_MARK``).
+enough pixels for that request's output (its *own* scale). With the cache on, a large JPEG is
+decoded at its own scale or at the *shared* scale, whichever is finer: the coarsest DCT reduction
+(1/2, 1/4, 1/8) that keeps at least ``MIN_SHARED_EDGE_PX`` on the long edge, which by the draft rule
+serves outputs up to about 1200 px. A request whose own scale is coarser box-reduces the shared
+frame by the integer factor (``Image.reduce``), then resamples exactly as from its own decode: it
+costs what its own decode's resample costs, without the entropy decoding, and measures within
+0.15 dB PSNR of it (docs/performance.md). A source too small for any such reduction (long edge
+under twice ``MIN_SHARED_EDGE_PX``) decodes every size at its own scale: its decode is cheap next
+to the resample, and decoding it whole for a small size cost more than sharing saved (measured on
+1600 px photos); its sizes still share when their own scales agree.
+
+The scale depends on the source and the request only, never on what is cached, so a URL renders
+the same bytes from a hit as from a miss; it differs from the cache-off render (box instead of DCT
+reduction) for the smaller sizes of large JPEGs, so the ETag says which rule made it (``ETAG_MARK``).
 
 Entries are keyed by (scale, decoded mode, source reference, source validator): the mode because
 a JPEG is decoded as YCbCr planes for some output kinds and as RGB for others
@@ -75,7 +79,7 @@ class Planned:
     job: Job  # with the scale of the request's own draft
     layout: Plan
     own: int  # DCT denominator pipeline.draft chose for this request alone (1: full size, or not a JPEG)
-    shared: int  # denominator decoded (and cached) for it: own or the shared scale, whichever is finer
+    shared: int  # denominator decoded (and cached) for it: own, or the shared scale if that is finer
     planar: bool  # decoded as YCbCr planes (pipeline.decodes_planar)
     animated: bool
 
@@ -103,11 +107,12 @@ def plan_request(data: bytes, options: RenderOptions, limits: Limits, accept: st
         scale = 1.0 if animated else draft(image, layout, planar=planar)
     own = round(1 / scale)
     job = replace(job, scale=scale)
-    return Planned(image, job, layout, own, min(own, shared_denominator(size)), planar, animated)
+    shared = shared_denominator(size)
+    return Planned(image, job, layout, own, min(own, shared) if shared > 1 else own, planar, animated)
 
 
 def shared_denominator(size: tuple[int, int]) -> int:
-    """The coarsest DCT denominator that keeps at least MIN_SHARED_EDGE_PX on the long edge (1 if none does)."""
+    """The coarsest DCT denominator that keeps at least MIN_SHARED_EDGE_PX on the long edge (1: none does)."""
     long_edge = max(size)
     for denominator in DENOMINATORS:
         if -(-long_edge // denominator) >= MIN_SHARED_EDGE_PX:
@@ -130,7 +135,7 @@ def decode(data: bytes, planned: Planned, limits: Limits) -> Decoded:
 
 
 def render_from(decoded: Decoded, planned: Planned, limits: Limits) -> Rendered:
-    """Render one request from a decoded frame as fine as or finer than its own scale."""
+    """Render one request from a frame decoded at its planned shared scale (as fine as its own or finer)."""
     frame = decoded.frame
     factor = planned.own // decoded.denominator
     if factor > 1:
