@@ -9,16 +9,23 @@ Reported per round: thumbnails/s, p50/p99 latency, CPU cores the server used (pe
 which shows a worker left idle), peak RSS; and the ratio to thumbor in the same round.
 
 Variants:
-  cold     each client cycles through all 18 W1 URLs; thumbsvc with THUMBSVC_CACHE_BYTES=0
-           and THUMBSVC_SOURCE_CACHE_BYTES=0, thumbor with no storage and no result storage.
+  cold     each client cycles through all 18 W1 URLs; thumbsvc with THUMBSVC_CACHE_BYTES=0,
+           THUMBSVC_SOURCE_CACHE_BYTES=0 and THUMBSVC_DECODED_CACHE_BYTES=0 (where the checkout
+           has it), thumbor with no storage and no result storage.
   gallery  "gallery pages": the three sizes of each source are asked for one after the other
            from a shared queue (so close together, in parallel when clients > 1); every page
            uses a fresh directory name for the photos so no page repeats within minutes;
-           thumbsvc's source cache on (its default size), result cache off.
+           thumbsvc's source and decoded-source caches on (their default sizes), result cache off.
+
+``--alt NAME=TREE[:VAR=VALUE,...]`` adds a thumbsvc server from another checkout (and/or with other
+settings) to the same run, e.g. ``--alt base=/tmp/wt-base`` for a before/after, or
+``--alt dc32=$PWD:THUMBSVC_DECODED_CACHE_BYTES=32000000``. Where a checkout has the counters, each
+round also records the renders and decodes its server did (``thumbsvc_decodes_total``).
 
     python -m bench.http                                   # both variants, 1/4/8 clients, 3 rounds
     python -m bench.http --variant cold --clients 4,8 --duration 15 --rounds 5
     python -m bench.http --thumbsvc-workers 1,2 --thumbor-processes 2
+    python -m bench.http --variant gallery --tree /tmp/wt-new --alt base=/tmp/wt-base
 """
 
 from __future__ import annotations
@@ -135,11 +142,14 @@ class Server:
 
 
 class ThumbsvcServer(Server):
-    def __init__(self, workers: int, source_cache: bool, tree: Path) -> None:
+    def __init__(
+        self, workers: int, source_cache: bool, tree: Path, label: str = "", env: dict[str, str] | None = None
+    ) -> None:
         self.workers = workers
         self.tree = tree
         self.source_cache = source_cache
-        self.name = f"thumbsvc-w{workers}"
+        self.extra_env = env or {}
+        self.name = f"thumbsvc{'-' + label if label else ''}-w{workers}"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         from thumbsvc.client import URLSigner
@@ -148,8 +158,12 @@ class ThumbsvcServer(Server):
 
     def start(self, root: Path, log: Path) -> None:
         env = {"THUMBSVC_KEY": BENCH_KEY, "THUMBSVC_MEDIA_ROOT": str(root), "THUMBSVC_CACHE_BYTES": "0"}
+        env.update(self.extra_env)
         if not self.source_cache:
             env["THUMBSVC_SOURCE_CACHE_BYTES"] = "0"
+            # Cold means every cache off; a checkout from before the decoded-source cache refuses the variable.
+            if "decoded_cache_bytes" in (self.tree / "thumbsvc" / "config.py").read_text():
+                env["THUMBSVC_DECODED_CACHE_BYTES"] = "0"
         argv = [
             sys.executable,
             "-m",
@@ -166,6 +180,21 @@ class ThumbsvcServer(Server):
         ]
         self.proc = popen(argv, env=env, cwd=self.tree, stdout=log.open("wb"), stderr=-2, start_new_session=True)
         self.wait_ready("/healthz")
+
+    def counters(self) -> dict[str, float]:
+        """Renders and decodes so far, from /metrics (what the checkout exports of them)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        found: dict[str, float] = {}
+        try:
+            text = httpx.get(f"{self.base}/metrics", timeout=10).text
+        except httpx.HTTPError:
+            return found
+        for family in text_string_to_metric_families(text):
+            for item in family.samples:
+                if item.name in ("thumbsvc_renders_total", "thumbsvc_decodes_total"):
+                    found[item.name.removeprefix("thumbsvc_").removesuffix("_total")] = item.value
+        return found
 
     def target(self, folder: str, photo: Path, width: int, height: int, fit: str) -> Target:
         path = self.signer.path(
@@ -357,10 +386,14 @@ def run_round(
     verified: dict[tuple[int, str], bool],
 ) -> dict[str, object]:  # type: ignore[type-arg]
     drive.server_pid = server.pid  # type: ignore[attr-defined]
+    before = server.counters() if isinstance(server, ThumbsvcServer) else {}
     with RSSSampler(server.pid) as rss:
         window, driver_cores, server_cores = asyncio.run(
             drive(server.base, targets, order, clients, args.warmup, args.duration, shared, cursor)
         )
+    after = server.counters() if isinstance(server, ThumbsvcServer) else {}
+    # Over warm-up and window alike: what matters is decodes per render.
+    work = {name: after[name] - before.get(name, 0.0) for name in after}
     verify(window, targets, verified)
     good = [s for s in window.samples if s.ok]
     latencies = [(s.end - s.start) * 1000 for s in good]
@@ -375,6 +408,8 @@ def run_round(
         "driver_cores": round(driver_cores, 2),
         "peak_rss_mib": round(rss.peak_total_kib / 1024, 1),
         "peak_process_rss_mib": round(rss.peak_process_kib / 1024, 1),
+        "renders": work.get("renders"),
+        "decodes": work.get("decodes"),
         "problems": sorted(set(window.problems))[:10],
     }
 
@@ -384,6 +419,8 @@ def run_variant(
 ) -> dict[str, object]:
     gallery = variant == "gallery"
     servers: list[Server] = [ThumbsvcServer(w, source_cache=gallery, tree=args.tree) for w in args.thumbsvc_workers]
+    for label, tree, env in args.alt:
+        servers += [ThumbsvcServer(w, gallery, tree, label, env) for w in args.thumbsvc_workers]
     servers += [ThumborServer(p) for p in args.thumbor_processes]
     print(f"[{variant}] starting {', '.join(s.name for s in servers)} ...")
     for server in servers:
@@ -416,6 +453,7 @@ def run_variant(
                         f"  {variant} c={clients} round {rnd + 1}: {server.name:12} {result['thumbs_per_s']:7.1f}/s "
                         f"p50 {result['p50_ms']} ms p99 {result['p99_ms']} ms cores {result['process_cores']} "
                         f"rss {result['peak_rss_mib']} MiB failed {result['failed']}"
+                        + (f" decodes/render {result['decodes'] / result['renders']:.2f}" if result["decodes"] else "")  # type: ignore[operator]
                         + (f" {result['problems'][:2]}" if result["problems"] else "")
                     )
             level: dict[str, object] = {"clients": clients, "servers": {}}
@@ -430,6 +468,9 @@ def run_variant(
                     "failed": sum(r["failed"] for r in series),  # type: ignore[misc]
                     "rounds": series,
                 }
+                renders = sum(r["renders"] or 0 for r in series)  # type: ignore[misc]
+                if renders and all(r["decodes"] is not None for r in series):
+                    entry["decodes_per_render"] = round(sum(r["decodes"] for r in series) / renders, 3)  # type: ignore[misc]
                 if thumbor is not None and server.name != thumbor:
                     ratios = [
                         a["thumbs_per_s"] / b["thumbs_per_s"] if b["thumbs_per_s"] else float("inf")  # type: ignore[operator]
@@ -460,6 +501,7 @@ def print_report(result: dict[str, object]) -> None:
                 f"c={level['clients']:<2} {name:12} {t['median']:7.1f}/s [{min(per_round):.1f}"
                 f"..{max(per_round):.1f}]  p50 {e['p50_ms']['median']} ms  "
                 f"p99 {e['p99_ms']['median']} ms  rss {e['peak_rss_mib']} MiB  failed {e['failed']}  {r_text}"
+                + (f"  decodes/render {e['decodes_per_render']}" if "decodes_per_render" in e else "")
             )
 
 
@@ -476,8 +518,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--tree", type=Path, default=REPO, help="checkout whose thumbsvc/ is served (e.g. a git worktree of a commit)"
     )
+    parser.add_argument(
+        "--alt",
+        action="append",
+        default=[],
+        help="NAME=TREE[:VAR=VALUE,...]: one more thumbsvc server, from another checkout and/or with settings",
+    )
     parser.add_argument("--out", help="JSON file (default bench/results/http-<time>.json)")
     args = parser.parse_args(argv)
+    alts = []
+    for spec in args.alt:
+        label, _, rest = spec.partition("=")
+        tree, _, settings = rest.partition(":")
+        env = dict(item.split("=", 1) for item in settings.split(",") if item)
+        alts.append((label, Path(tree).resolve(), env))
+    args.alt = alts
     # Stop the servers (finally blocks) on SIGTERM too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.tree = args.tree.resolve()
@@ -486,7 +541,7 @@ def main(argv: list[str] | None = None) -> None:
     # 0: no thumbor (thumbsvc against itself, e.g. one process against several workers).
     args.thumbor_processes = [int(p) for p in args.thumbor_processes.split(",") if int(p) > 0][:1]
     variants = [v.strip() for v in args.variant.split(",") if v.strip()]
-    servers = len(args.thumbsvc_workers) + len(args.thumbor_processes)
+    servers = len(args.thumbsvc_workers) * (1 + len(alts)) + len(args.thumbor_processes)
     budget = len(variants) * len(args.clients) * args.rounds * servers
     print(f"about {budget * (args.duration + args.warmup + 1) / 60:.1f} minutes of load")
 
@@ -503,6 +558,7 @@ def main(argv: list[str] | None = None) -> None:
             "warmup_s": args.warmup,
             "thumbsvc_workers": args.thumbsvc_workers,
             "thumbor_processes": args.thumbor_processes,
+            "alt": [f"{label}={tree}:{env}" for label, tree, env in alts],
             "photos": [p.name for p in photos],
         },
         "variants": [],

@@ -111,7 +111,8 @@ def test_overload_is_shed_with_fast_503s_while_admitted_requests_complete(
 def test_a_request_that_waits_past_the_queue_deadline_gets_503(
     settings_factory: Callable[..., Settings], signer: URLSigner
 ) -> None:
-    app = create_app(settings_factory(render_slots=1, queue_size=4, queue_timeout_s=0.2))
+    # Decoded cache off: with it, the three sizes of one source would share one decode instead of queueing.
+    app = create_app(settings_factory(render_slots=1, queue_size=4, queue_timeout_s=0.2, decoded_cache_bytes=0))
     paths = [slow_path(signer, index) for index in range(3)]
     with serve_in_thread(app) as base:
         results = anyio.run(fetch_all, base, paths)

@@ -80,7 +80,7 @@ def test_no_label_carries_a_path_a_host_or_a_url(client: TestClient, signer: URL
     assert values == {
         "thumbnail",
         *("2xx", "3xx", "4xx", "5xx"),
-        *("result", "source", "size", "ttl", "local", "remote"),
+        *("result", "source", "decoded", "size", "ttl", "local", "remote"),
         *("queue_full", "queue_wait", "queue_timeout", "draining"),
     }
 

@@ -53,6 +53,8 @@ class Settings:
     cache_ttl_s: float = 60.0
     source_cache_bytes: int = 128_000_000
     source_cache_ttl_s: float = 10.0
+    decoded_cache_bytes: int = 32_000_000  # a 24 MP photo's shared decode (3000x2000 at 4 bytes a pixel) fits
+    decoded_cache_ttl_s: float = 5.0
     render_pixel_budget: int = 0  # 0: no budget; else source pixels rendering at once (one larger source runs alone)
     drain_delay_s: float = 0.0  # after SIGTERM, answer /readyz 503 but keep serving this long before shutting down
     shutdown_timeout_s: float = 10.0  # then wait this long for requests in flight
@@ -67,13 +69,26 @@ class Settings:
         for name in ("max_output_px", "max_source_pixels", "max_source_bytes", "max_frames", "render_slots"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"Config '{PREFIX}{name.upper()}' has value {getattr(self, name)!r}. Must be >= 1.")
-        for name in ("queue_size", "cache_bytes", "source_cache_bytes", "max_redirects", "error_max_age_s"):
+        for name in (
+            "queue_size",
+            "cache_bytes",
+            "source_cache_bytes",
+            "decoded_cache_bytes",
+            "max_redirects",
+            "error_max_age_s",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"Config '{PREFIX}{name.upper()}' has value {getattr(self, name)!r}. Must be >= 0.")
         for name in ("connect_timeout_s", "fetch_timeout_s", "queue_timeout_s", "shutdown_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"Config '{PREFIX}{env_name(name)}' has value {getattr(self, name)!r}. Must be > 0.")
-        for name in ("render_pixel_budget", "cache_ttl_s", "source_cache_ttl_s", "drain_delay_s"):
+        for name in (
+            "render_pixel_budget",
+            "cache_ttl_s",
+            "source_cache_ttl_s",
+            "decoded_cache_ttl_s",
+            "drain_delay_s",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"Config '{PREFIX}{env_name(name)}' has value {getattr(self, name)!r}. Must be >= 0.")
         for cidr in self.allow_private_networks:

@@ -30,7 +30,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 ROUTE_CLASSES = ("thumbnail", "index", "healthz", "readyz", "metrics", "other")
-CACHE_NAMES = ("result", "source")
+CACHE_NAMES = ("result", "source", "decoded")
 REJECT_REASONS = ("queue_full", "queue_wait", "queue_timeout", "draining")
 SOURCE_KINDS = ("local", "remote")
 
@@ -75,6 +75,11 @@ class Metrics:
         self.renders = Counter("thumbsvc_renders_total", "Renders actually performed.", registry=registry)
         self.render_errors = Counter(
             "thumbsvc_render_errors_total", "Renders that ended in an error.", registry=registry
+        )
+        self.decodes = Counter(
+            "thumbsvc_decodes_total",
+            "Source images decoded (a render from a cached or shared decode is not one).",
+            registry=registry,
         )
         self.render_seconds = Histogram(
             "thumbsvc_render_seconds",

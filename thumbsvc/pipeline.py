@@ -96,11 +96,28 @@ def render(data: bytes, options: RenderOptions, limits: Limits, accept: str | No
     Raise ``BadRequest`` when the options cannot apply to this image (crop box outside
     it, output too large) and the decode errors of ``decode.open_image``.
     """
+    image, job, layout = open_job(data, options, limits, accept)
+    with pillow_errors():
+        if animation.is_animated(image) and job.kind in animation.ANIMATED_KINDS:
+            return render_animation(image, job, layout, limits)
+        scale = draft(image, layout, planar=decodes_planar(image, job.kind))
+        job = replace(job, scale=scale)
+        image.load()
+        frame = prepare(image, job)
+    return render_decoded(frame, job, layout, limits)
+
+
+def open_job(
+    data: bytes, options: RenderOptions, limits: Limits, accept: str | None = None
+) -> tuple[Image.Image, Job, Plan]:
+    """The steps of ``render`` before any pixel is decoded: open the header, choose the output kind, plan.
+
+    Return the opened (not yet drafted or decoded) image, the job and the plan. Raise as ``render``.
+    """
     image = open_image(data, limits)
     with pillow_errors():
         orientation = read_orientation(image)
         upright = upright_size(image.size, orientation)
-        animated = animation.is_animated(image)
         kind = output_kind(
             options.format,
             image.format,
@@ -110,16 +127,20 @@ def render(data: bytes, options: RenderOptions, limits: Limits, accept: str | No
         icc = image.info.get("icc_profile")
         job = Job(options, kind, upright, orientation, icc if isinstance(icc, bytes) else None)
         layout = make_plan(upright, options, limits)
-        if animated and kind in animation.ANIMATED_KINDS:
-            return render_animation(image, job, layout, limits)
-        scale = draft(image, layout, planar=kind in SUBSAMPLED_KINDS and codes_ycbcr(image))
-        job = replace(job, scale=scale)
-        image.load()
-        frame = prepare(image, job)
+    return image, job, layout
+
+
+def render_decoded(frame: Image.Image, job: Job, layout: Plan, limits: Limits) -> Rendered:
+    """The steps of ``render`` after the decode: from ``prepare``'s output (at ``job.scale``) to the thumbnail.
+
+    ``frame`` is never modified, so one decoded frame can serve several renders (``thumbsvc.decoded``).
+    """
+    with pillow_errors():
         layout = smart_plan(frame, job, layout, limits)
-        frame = finish(frame, job, layout)
-        body, media_type = encode(frame, kind, options.quality)
-    return Rendered(body, media_type, frame.width, frame.height)
+        out = finish(frame, job, layout)
+        # The encoder sets attributes on the image it saves: never hand it a frame others may share.
+        body, media_type = encode(out.copy() if out is frame else out, job.kind, job.options.quality)
+    return Rendered(body, media_type, out.width, out.height)
 
 
 def render_animation(image: Image.Image, job: Job, layout: Plan, limits: Limits) -> Rendered:
@@ -224,6 +245,11 @@ def codes_ycbcr(image: Image.Image) -> bool:
     return tuple(layer[0] for layer in layers) != RGB_COMPONENT_IDS
 
 
+def decodes_planar(image: Image.Image, kind: str) -> bool:
+    """True when the source is decoded as YCbCr planes for this output kind (see the module docstring)."""
+    return kind in SUBSAMPLED_KINDS and codes_ycbcr(image)
+
+
 def draft(image: Image.Image, layout: Plan, *, planar: bool = False) -> float:
     """Let the JPEG decoder scale by 1/2, 1/4 or 1/8 while leaving DRAFT_MIN_RATIO for the resample,
     and with ``planar`` hand over YCbCr instead of converting to RGB. Return the scale it will decode at."""
@@ -231,6 +257,11 @@ def draft(image: Image.Image, layout: Plan, *, planar: bool = False) -> float:
         return 1.0
     ratio = 1.0 / layout.scale  # source pixels per output pixel
     denominator = next((d for d, min_ratio in DRAFT_MIN_RATIO.items() if ratio / d >= min_ratio), 1)
+    return draft_at(image, denominator, planar=planar)
+
+
+def draft_at(image: Image.Image, denominator: int, *, planar: bool = False) -> float:
+    """Let the JPEG decoder scale by 1/``denominator`` (and with ``planar`` hand over YCbCr); return the scale."""
     if denominator == 1 and not planar:
         return 1.0
     width, height = image.size

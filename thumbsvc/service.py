@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TypeVar
 
 import anyio.to_thread
 from anyio import CapacityLimiter
@@ -20,11 +22,12 @@ from thumbsvc.admission import Admission
 from thumbsvc.cache import SingleFlight, TTLCache
 from thumbsvc.config import Settings
 from thumbsvc.decode import Limits, open_image
+from thumbsvc.decoded import ETAG_MARK, Decoded, DecodedCache
 from thumbsvc.encoding import negotiate
 from thumbsvc.errors import BadRequest, Forbidden
 from thumbsvc.metrics import Metrics
 from thumbsvc.options import RenderOptions
-from thumbsvc.pipeline import RENDER_VERSION, Rendered, render
+from thumbsvc.pipeline import RENDER_VERSION, render
 from thumbsvc.signing import PathSigner
 from thumbsvc.sources import SourceImage, Sources, is_remote
 from thumbsvc.sources.http import HttpSource
@@ -35,6 +38,8 @@ logger = logging.getLogger("thumbsvc")
 
 # What an entry costs beyond its bytes (key, ETag, objects), so tiny entries cannot flood the cache.
 ENTRY_OVERHEAD_BYTES = 256
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +107,14 @@ class Thumbnailer:
             settings.source_cache_bytes, settings.source_cache_ttl_s, on_evict=partial(self._evicted, "source")
         )
         self.source_flight: SingleFlight[SourceImage] = SingleFlight()
+        self.decoded = DecodedCache(
+            settings.decoded_cache_bytes,
+            settings.decoded_cache_ttl_s,
+            self.metrics,
+            on_evict=partial(self._evicted, "decoded"),
+        )
+        # Small sizes render from a shared decode while that cache is on: their bytes follow another rule.
+        self.render_version = f"{RENDER_VERSION}+{ETAG_MARK}" if self.decoded.enabled else RENDER_VERSION
         root = settings.effective_media_root
         local = LocalSource(root, max_bytes=settings.max_source_bytes) if root else None
         remote = HttpSource(settings) if settings.allowed_sources and not settings.dev_mode else None
@@ -149,25 +162,40 @@ class Thumbnailer:
         async with self.admission.admit():
             source = await self.load(request.path.source, timing)
             pixels = await self._measure(source) if self.admission.pixel_budget else 0
-            rendered = await self.admission.run(
-                self._render, source.data, request.options, request.accept, timing, pixels=pixels
-            )
+
+            async def run(work: Callable[[], T]) -> T:
+                return await self.admission.run(self._render, work, timing, pixels=pixels)
+
+            if self.decoded.enabled:
+                rendered = await self.decoded.render(
+                    f"{request.path.source}|{source.validator}",
+                    source.data,
+                    request.options,
+                    request.accept,
+                    self.limits,
+                    run=run,
+                    probe=self._probe,
+                )
+                self._sizes("decoded")
+            else:
+                self.metrics.decodes.inc()
+                rendered = await run(partial(render, source.data, request.options, self.limits, request.accept))
         thumb = Thumbnail(
             data=rendered.data,
             media_type=rendered.media_type,
-            etag=make_etag(request, source.validator),
+            etag=make_etag(request, source.validator, self.render_version),
             vary_accept=request.options.format == "auto",
         )
         self.results.put(request.cache_key, thumb, len(thumb.data) + len(request.cache_key) + ENTRY_OVERHEAD_BYTES)
         self._sizes("result")
         return thumb
 
-    def _render(self, data: bytes, options: RenderOptions, accept: str | None, timing: Timing) -> Rendered:
+    def _render(self, work: Callable[[], T], timing: Timing) -> T:
         # Runs in a worker thread; prometheus-client metrics are thread-safe.
         self.metrics.renders.inc()
         started = time.perf_counter()
         try:
-            return render(data, options, self.limits, accept)
+            return work()
         except BaseException:
             self.metrics.render_errors.inc()
             raise
@@ -211,26 +239,34 @@ class Thumbnailer:
 
         return await anyio.to_thread.run_sync(probe, limiter=self.render_limiter)
 
+    async def _probe(self, work: Callable[[], T]) -> T:
+        """Run header work in a thread that holds no render slot."""
+        return await anyio.to_thread.run_sync(work, limiter=self.render_limiter)
+
     def _evicted(self, name: str, reason: str) -> None:
         self.metrics.cache_evictions.labels(name, reason).inc()
         self._sizes(name)
 
     def _sizes(self, name: str) -> None:
-        cache: TTLCache[Thumbnail] | TTLCache[SourceImage] = self.results if name == "result" else self.source_cache
+        cache: TTLCache[Thumbnail] | TTLCache[SourceImage] | TTLCache[Decoded] = (
+            self.results if name == "result" else self.source_cache if name == "source" else self.decoded.frames
+        )
         self.metrics.cache_bytes.labels(name).set(cache.bytes)
         self.metrics.cache_entries.labels(name).set(len(cache))
 
     async def aclose(self) -> None:
         self.results.clear()
         self.source_cache.clear()
+        self.decoded.clear()
         self._sizes("result")
         self._sizes("source")
+        self._sizes("decoded")
         await self.sources.aclose()
 
 
-def make_etag(request: ThumbRequest, validator: str) -> str:
+def make_etag(request: ThumbRequest, validator: str, render_version: str = RENDER_VERSION) -> str:
     """A strong ETag from the inputs only: same URL and source give the same tag on every instance."""
     digest = hashlib.blake2b(digest_size=16)
-    for part in (RENDER_VERSION, request.cache_key, validator):
+    for part in (render_version, request.cache_key, validator):
         digest.update(part.encode("utf-8") + b"\x00")
     return f'"{digest.hexdigest()}"'
