@@ -457,7 +457,7 @@ def run_variant(
                         + (f" {result['problems'][:2]}" if result["problems"] else "")
                     )
             level: dict[str, object] = {"clients": clients, "servers": {}}
-            thumbor = next(s.name for s in servers if isinstance(s, ThumborServer))
+            thumbor = next((s.name for s in servers if isinstance(s, ThumborServer)), None)
             for server in servers:
                 series = rounds[server.name]
                 entry: dict[str, object] = {
@@ -471,7 +471,7 @@ def run_variant(
                 renders = sum(r["renders"] or 0 for r in series)  # type: ignore[misc]
                 if renders and all(r["decodes"] is not None for r in series):
                     entry["decodes_per_render"] = round(sum(r["decodes"] for r in series) / renders, 3)  # type: ignore[misc]
-                if server.name != thumbor:
+                if thumbor is not None and server.name != thumbor:
                     ratios = [
                         a["thumbs_per_s"] / b["thumbs_per_s"] if b["thumbs_per_s"] else float("inf")  # type: ignore[operator]
                         for a, b in zip(series, rounds[thumbor], strict=True)
@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per server and round")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each window")
     parser.add_argument("--thumbsvc-workers", default="1", help="uvicorn worker counts to run, comma-separated")
-    parser.add_argument("--thumbor-processes", default="2", help="thumbor process count")
+    parser.add_argument("--thumbor-processes", default="2", help="thumbor process count (0: leave thumbor out)")
     parser.add_argument(
         "--tree", type=Path, default=REPO, help="checkout whose thumbsvc/ is served (e.g. a git worktree of a commit)"
     )
@@ -538,9 +538,11 @@ def main(argv: list[str] | None = None) -> None:
     args.tree = args.tree.resolve()
     args.clients = [int(c) for c in args.clients.split(",")]
     args.thumbsvc_workers = [int(w) for w in args.thumbsvc_workers.split(",")]
-    args.thumbor_processes = [int(p) for p in args.thumbor_processes.split(",")][:1]
+    # 0: no thumbor (thumbsvc against itself, e.g. one process against several workers).
+    args.thumbor_processes = [int(p) for p in args.thumbor_processes.split(",") if int(p) > 0][:1]
     variants = [v.strip() for v in args.variant.split(",") if v.strip()]
-    budget = len(variants) * len(args.clients) * args.rounds * (len(args.thumbsvc_workers) * (1 + len(alts)) + 1)
+    servers = len(args.thumbsvc_workers) * (1 + len(alts)) + len(args.thumbor_processes)
+    budget = len(variants) * len(args.clients) * args.rounds * servers
     print(f"about {budget * (args.duration + args.warmup + 1) / 60:.1f} minutes of load")
 
     photos = w1_photos(args.photos)
