@@ -40,6 +40,7 @@ from typing import Any
 import anyio
 import httpx
 
+from bench.stats import quantile
 from thumbsvc.client import URLSigner
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,16 +64,6 @@ class Phase:
     p50_503_ms: float = math.nan
     p99_503_ms: float = math.nan
     server: dict[str, float] = field(default_factory=dict)
-
-
-def quantile(values: list[float], q: float) -> float:
-    data = sorted(values)
-    if not data:
-        return math.nan
-    pos = (len(data) - 1) * q
-    low = math.floor(pos)
-    high = min(low + 1, len(data) - 1)
-    return data[low] + (data[high] - data[low]) * (pos - low)
 
 
 def summarise(phase: Phase, results: list[tuple[int, float]], elapsed_s: float) -> Phase:
