@@ -1,7 +1,7 @@
 """Peak memory of one ``thumbsvc serve`` process rendering large sources at full concurrency.
 
-Starts the service (one process, ``THUMBSVC_RENDER_SLOTS`` render threads, result and source
-caches off) once per variant, has ``--clients`` threads request every source at every size in
+Starts the service (one process, ``THUMBSVC_RENDER_SLOTS`` render threads, result, source and
+decoded-source caches off) once per variant, has ``--clients`` threads request every source at every size in
 every pass (each pass at a width one pixel wider, so every request is a render), samples the
 process's resident set every 10 ms and reports the peak (VmHWM), the resting set afterwards,
 throughput and the statuses. Every response must be a 200 that decodes to the asked width.
@@ -100,6 +100,8 @@ class Server:
                 "THUMBSVC_QUEUE_TIMEOUT": "120",
             }
         )
+        if "decoded_cache_bytes" in (tree / "thumbsvc" / "config.py").read_text():
+            full_env["THUMBSVC_DECODED_CACHE_BYTES"] = "0"  # the decoded-source cache, where the checkout has one
         full_env.update(env)
         argv = [sys.executable, "-m", "thumbsvc.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         self.proc = subprocess.Popen(
