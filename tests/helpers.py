@@ -13,6 +13,17 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_IMAGES = REPO / "tests" / "images"
 TEST_KEY = "test-key-0123456789"
 
+# The transform that stores an upright picture so that applying orientation N shows it upright again.
+STORE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
 
 def corpus_path() -> Path | None:
     """The shared corpus: $THUMBSVC_CORPUS, else ../shared/corpus beside the repo; None if absent."""

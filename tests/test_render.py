@@ -17,20 +17,10 @@ import pytest
 from PIL import Image, ImageCms, ImageDraw, ImageStat, PngImagePlugin
 from starlette.testclient import TestClient
 
-from tests.helpers import decode
+from tests.helpers import STORE, decode
 from thumbsvc.client import URLSigner
 
 RED, GREEN, BLUE, YELLOW = (220, 30, 30), (30, 200, 30), (30, 30, 220), (230, 230, 30)
-# The transform that stores an upright picture so that applying orientation N shows it upright again.
-STORE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
-}
 
 
 def quadrants(size: tuple[int, int] = (120, 80)) -> Image.Image:

@@ -19,22 +19,10 @@ import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageOps, ImageStat
 from starlette.testclient import TestClient
 
-from tests.helpers import decode
+from tests.helpers import STORE, decode
 from thumbsvc.client import URLSigner
 from thumbsvc.geometry import plan, stored_box
 from thumbsvc.options import make_options
-
-# The transform that stores an upright picture so that applying orientation N shows it upright again.
-STORE = {
-    1: None,
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
-}
 
 
 @pytest.fixture
@@ -60,7 +48,7 @@ def scene(size: tuple[int, int] = (960, 640)) -> Image.Image:
 
 def stored_as(image: Image.Image, orientation: int) -> bytes:
     """The JPEG a camera writes for ``image`` held with EXIF ``orientation``."""
-    transpose = STORE[orientation]
+    transpose = STORE.get(orientation)
     stored = image.transpose(transpose) if transpose is not None else image
     exif = Image.Exif()
     exif[0x0112] = orientation
@@ -87,7 +75,7 @@ def upright_of(stored: Image.Image, orientation: int) -> Image.Image:
 def test_stored_box_maps_an_upright_box_onto_the_stored_pixels(orientation: int) -> None:
     rng = random.Random(orientation)
     upright = Image.frombytes("L", (37, 23), bytes(rng.randrange(256) for _ in range(37 * 23)))
-    transpose = STORE[orientation]
+    transpose = STORE.get(orientation)
     stored = upright.transpose(transpose) if transpose is not None else upright.copy()
     assert upright_of(stored.copy(), orientation).tobytes() == upright.tobytes()
     for _ in range(40):
