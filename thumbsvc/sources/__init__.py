@@ -7,6 +7,7 @@ root. Loaders return bytes and a validator; they never touch pixels.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,6 +18,15 @@ from thumbsvc.errors import Forbidden
 class SourceImage:
     data: bytes
     validator: str  # content hash or the origin's validator: part of the response ETag
+
+    @classmethod
+    def of(cls, data: bytes) -> SourceImage:
+        """The source with its content hash as validator, the same on every instance.
+
+        SHA-256 because OpenSSL computes it with the CPU's SHA instructions: 1.8 GB/s here against
+        0.8 for BLAKE2b, about 2 ms less per request for a 3 MB photo (docs/performance.md).
+        """
+        return cls(data=data, validator=hashlib.sha256(data).hexdigest()[:32])
 
 
 class Source(Protocol):

@@ -20,7 +20,6 @@ broken HTTP and too many redirects -> ``UpstreamError``; deadlines -> ``Upstream
 
 from __future__ import annotations
 
-import hashlib
 import re
 import socket
 import ssl
@@ -336,7 +335,7 @@ class HttpSource:
                 data = await self._fetch(url)
         except TimeoutError as exc:
             raise UpstreamTimeout(f"{ref}: no answer within {self.settings.fetch_timeout_s} s") from exc
-        return SourceImage(data=data, validator=hashlib.blake2b(data, digest_size=16).hexdigest())
+        return SourceImage.of(data)
 
     async def _fetch(self, url: httpx.URL) -> bytes:
         client = self._get_client()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import anyio.to_thread
@@ -55,7 +54,7 @@ class LocalSource:
             raise SourceNotFound(f"{path}: {exc}") from exc
         if len(data) > self.max_bytes:
             raise SourceTooLarge(f"{path} grew past {self.max_bytes} bytes")
-        return SourceImage(data=data, validator=hashlib.blake2b(data, digest_size=16).hexdigest())
+        return SourceImage.of(data)
 
     async def aclose(self) -> None:
         return None
