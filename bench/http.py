@@ -9,9 +9,12 @@ Reported per round: thumbnails/s, p50/p99 latency, CPU cores the server used (pe
 which shows a worker left idle), peak RSS; and the ratio to thumbor in the same round.
 
 Variants:
-  cold     each client cycles through all 18 W1 URLs; thumbsvc with THUMBSVC_CACHE_BYTES=0,
-           THUMBSVC_SOURCE_CACHE_BYTES=0 and THUMBSVC_DECODED_CACHE_BYTES=0 (where the checkout
-           has it), thumbor with no storage and no result storage.
+  cold     each client cycles through the 18 W1 URLs, each cycle under a fresh directory name
+           and every client in a range of directories of its own, so no two requests in flight
+           are ever identical (thumbsvc's single flight has nothing to collapse: every response
+           is a render); thumbsvc with THUMBSVC_CACHE_BYTES=0, THUMBSVC_SOURCE_CACHE_BYTES=0 and
+           THUMBSVC_DECODED_CACHE_BYTES=0 (where the checkout has it), thumbor with no storage
+           and no result storage.
   gallery  "gallery pages": the three sizes of each source are asked for one after the other
            from a shared queue (so close together, in parallel when clients > 1); every page
            uses a fresh directory name for the photos so no page repeats within minutes;
@@ -404,6 +407,8 @@ def run_round(
         "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
         "p99_ms": round(quantile(latencies, 0.99), 1) if latencies else None,
         "server_cores": round(server_cores, 2),
+        # What a core of this machine does: the comparison that holds when servers got unequal cores.
+        "thumbs_per_core_s": round(len(good) / args.duration / server_cores, 2) if server_cores else None,
         "process_cores": [round(c, 2) for c in drive.per_process],  # type: ignore[attr-defined]
         "driver_cores": round(driver_cores, 2),
         "peak_rss_mib": round(rss.peak_total_kib / 1024, 1),
@@ -426,7 +431,7 @@ def run_variant(
     for server in servers:
         server.start(root, logs / f"{variant}-{server.name}.log")
     try:
-        folders = [f"g{i:04d}" for i in range(GALLERY_DIRS)] if gallery else ["photos"]
+        folders = [f"g{i:04d}" for i in range(GALLERY_DIRS)]
         plans: dict[str, tuple[list[Target], list[int]]] = {}
         for server in servers:
             targets = [
@@ -476,10 +481,16 @@ def run_variant(
                         a["thumbs_per_s"] / b["thumbs_per_s"] if b["thumbs_per_s"] else float("inf")  # type: ignore[operator]
                         for a, b in zip(series, rounds[thumbor], strict=True)
                     ]
+                    per_core = [
+                        a["thumbs_per_core_s"] / b["thumbs_per_core_s"]  # type: ignore[operator]
+                        for a, b in zip(series, rounds[thumbor], strict=True)
+                        if a["thumbs_per_core_s"] and b["thumbs_per_core_s"]
+                    ]
                     entry["ratio_to_thumbor"] = {
                         "per_round": [round(r, 2) for r in ratios],
                         "min": round(min(ratios), 2),
                         "median": round(statistics.median(ratios), 2),
+                        "per_core_per_round": [round(r, 2) for r in per_core],
                     }
                 level["servers"][server.name] = entry  # type: ignore[index]
             levels.append(level)
@@ -495,11 +506,16 @@ def print_report(result: dict[str, object]) -> None:
         for name, e in level["servers"].items():
             t = e["thumbs_per_s"]
             ratio = e.get("ratio_to_thumbor")
-            r_text = f"x{ratio['median']:.2f} (min x{ratio['min']:.2f})" if ratio else ""
+            r_text = (
+                f"x{ratio['median']:.2f} (min x{ratio['min']:.2f}; per core {ratio['per_core_per_round']})"
+                if ratio
+                else ""
+            )
             per_round = [r["thumbs_per_s"] for r in e["rounds"]]
             print(
                 f"c={level['clients']:<2} {name:12} {t['median']:7.1f}/s [{min(per_round):.1f}"
-                f"..{max(per_round):.1f}]  p50 {e['p50_ms']['median']} ms  "
+                f"..{max(per_round):.1f}]  per core-s {[r['thumbs_per_core_s'] for r in e['rounds']]}"
+                f"  p50 {e['p50_ms']['median']} ms  "
                 f"p99 {e['p99_ms']['median']} ms  rss {e['peak_rss_mib']} MiB  failed {e['failed']}  {r_text}"
                 + (f"  decodes/render {e['decodes_per_render']}" if "decodes_per_render" in e else "")
             )
