@@ -364,3 +364,40 @@ def test_caches_can_be_turned_off(client_factory: Callable[..., TestClient], sig
     text = metrics(client)
     assert sample(text, "thumbsvc_renders_total") == 3
     assert sample(text, "thumbsvc_fetch_seconds_count", kind="local") == 3
+
+
+def test_a_revalidation_on_a_cold_instance_answers_304_without_rendering(
+    client_factory: Callable[..., TestClient], signer: URLSigner
+) -> None:
+    path = signer.path(LANDSCAPE, width=180, format="auto")
+    accept = {"Accept": "image/webp"}
+    etag = client_factory().get(path, headers=accept).headers["etag"]
+    cold = client_factory()  # another instance: its result cache has never seen the URL
+
+    not_modified = cold.get(path, headers={**accept, "If-None-Match": f'"stale", {etag}'})
+    assert not_modified.status_code == 304
+    assert not_modified.content == b""
+    assert not_modified.headers["etag"] == etag
+    assert not_modified.headers["x-cache"] == "REVALIDATED"
+    assert not_modified.headers["vary"] == "Accept"
+    assert not_modified.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert sample(metrics(cold), "thumbsvc_renders_total") == 0
+
+    # Another Accept bucket is another representation: its tag does not match, so it renders.
+    other = cold.get(path, headers={"Accept": "*/*", "If-None-Match": etag})
+    assert other.status_code == 200
+    assert decode(other.content).format == "JPEG"
+    assert sample(metrics(cold), "thumbsvc_renders_total") == 1
+
+
+def test_a_stale_or_wildcard_revalidation_renders_and_a_missing_source_is_404(
+    client: TestClient, signer: URLSigner
+) -> None:
+    path = signer.path(LANDSCAPE, width=90)
+    stale = client.get(path, headers={"If-None-Match": '"from-an-older-render-version"'})
+    assert stale.status_code == 200
+    assert decode(stale.content).size[0] == 90
+    assert client.get(path, headers={"If-None-Match": "*"}).status_code == 304
+    missing = client.get(signer.path("no/such.jpg", width=90), headers={"If-None-Match": stale.headers["etag"]})
+    assert missing.status_code == 404
+    assert sample(metrics(client), "thumbsvc_renders_total") == 1

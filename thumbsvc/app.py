@@ -84,8 +84,16 @@ def create_app(settings: Settings) -> Starlette:
         if request.url.query:
             raise BadRequest("query string", public_message="Thumbnail URLs take no query string")
         thumb_request = thumbnailer.parse(raw_path(request), request.headers.get("accept"))
-        served = await thumbnailer.thumbnail(thumb_request)
         record = access_record(request.scope)
+        if_none_match = request.headers.get("if-none-match")
+        if if_none_match and if_none_match.strip() != "*":
+            # A revalidation (a CDN's, a browser's) is answered from the inputs: no render.
+            etag, cache, timing = await thumbnailer.etag(thumb_request)
+            if etag_matches(if_none_match, etag):
+                record.cache, record.source, record.fetch_s = cache, timing.source, timing.fetch_s
+                headers = validator_headers(etag, thumb_request.options.format == "auto", settings)
+                return Response(status_code=304, headers={**headers, "X-Cache": cache})
+        served = await thumbnailer.thumbnail(thumb_request)
         record.cache, record.source = served.cache, served.timing.source
         record.render_s, record.fetch_s = served.timing.render_s, served.timing.fetch_s
         response = thumbnail_response(request, served.thumbnail, settings)
@@ -195,10 +203,16 @@ def raw_path(request: Request) -> str:
     return path
 
 
-def thumbnail_response(request: Request, thumb: Thumbnail, settings: Settings) -> Response:
-    headers = {"Cache-Control": settings.cache_control, "ETag": thumb.etag}
-    if thumb.vary_accept:
+def validator_headers(etag: str, vary_accept: bool, settings: Settings) -> dict[str, str]:
+    """The headers a 200 and a 304 share: caching, the ETag, and Vary for ``f:auto``."""
+    headers = {"Cache-Control": settings.cache_control, "ETag": etag}
+    if vary_accept:
         headers["Vary"] = "Accept"
+    return headers
+
+
+def thumbnail_response(request: Request, thumb: Thumbnail, settings: Settings) -> Response:
+    headers = validator_headers(thumb.etag, thumb.vary_accept, settings)
     if etag_matches(request.headers.get("if-none-match"), thumb.etag):
         return Response(status_code=304, headers=headers)
     headers["Content-Length"] = str(len(thumb.data))

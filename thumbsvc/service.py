@@ -158,6 +158,24 @@ class Thumbnailer:
             return Served(thumb, "JOIN")
         return Served(thumb, "MISS", timing)
 
+    async def etag(self, request: ThumbRequest) -> tuple[str, str, Timing]:
+        """Return the ETag ``thumbnail`` would answer with, without rendering; where it came from
+        (HIT: the result cache, REVALIDATED: the source's validator) and what finding it cost.
+
+        From the result cache if the thumbnail is there, else from the source's validator: the source
+        is loaded (under admission, as for a render, and into the source cache), never decoded. So
+        a conditional request for a thumbnail the client already holds costs a fetch, not a render.
+        Raise the admission and source errors.
+        """
+        cached = self.results.get(request.cache_key)
+        if cached is not None:
+            self.metrics.cache_hits.labels("result").inc()
+            return cached.etag, "HIT", Timing()
+        timing = Timing()
+        async with self.admission.admit():
+            source = await self.load(request.path.source, timing)
+        return make_etag(request, source.validator, self.render_version), "REVALIDATED", timing
+
     async def _produce(self, request: ThumbRequest, timing: Timing) -> Thumbnail:
         async with self.admission.admit():
             source = await self.load(request.path.source, timing)
