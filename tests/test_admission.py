@@ -1,4 +1,4 @@
-"""Admission control on its own: slots, the bounded queue, its deadline, the pixel budget, draining.
+"""Admission control on its own: slots, the bounded queue, its deadline, the memory budget, draining.
 
 Renders are stood in for by functions that block their worker thread until the test lets
 them go, so every state is reached deterministically.
@@ -255,14 +255,14 @@ def test_ready_until_the_queue_is_more_than_80_percent_full(
     assert admission.ready() is ready
 
 
-def test_the_pixel_budget_keeps_big_sources_apart_first_come_first_served() -> None:
-    admission = make(slots=3, queue_size=3, pixel_budget=100)
+def test_the_memory_budget_keeps_big_renders_apart_first_come_first_served() -> None:
+    admission = make(slots=3, queue_size=3, memory_budget=100)
     big, medium, small = Gate(), Gate(), Gate()
     order: list[str] = []
 
-    async def request(gate: Gate, name: str, pixels: int) -> None:
+    async def request(gate: Gate, name: str, nbytes: int) -> None:
         async with admission.admit():
-            order.append(await admission.run(gate, name, pixels=pixels))
+            order.append(await admission.run(gate, name, nbytes=nbytes))
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
@@ -287,18 +287,18 @@ def test_the_pixel_budget_keeps_big_sources_apart_first_come_first_served() -> N
     assert sorted(order[1:]) == ["medium", "small"]
 
 
-def test_a_source_larger_than_the_budget_runs_alone() -> None:
-    admission = make(slots=2, queue_size=2, pixel_budget=100)
+def test_a_render_larger_than_the_budget_runs_alone() -> None:
+    admission = make(slots=2, queue_size=2, memory_budget=100)
 
     async def main() -> None:
         async with admission.admit():
-            assert await admission.run(str.upper, "huge", pixels=1000) == "HUGE"
+            assert await admission.run(str.upper, "huge", nbytes=1000) == "HUGE"
 
     run(main)
 
 
-def test_a_pixel_wait_is_bounded_by_the_deadline() -> None:
-    admission = make(slots=2, queue_size=2, pixel_budget=100, timeout_s=0.2)
+def test_a_memory_wait_is_bounded_by_the_deadline() -> None:
+    admission = make(slots=2, queue_size=2, memory_budget=100, timeout_s=0.2)
     gate = Gate()
     outcome: list[str] = []
 
@@ -307,19 +307,19 @@ def test_a_pixel_wait_is_bounded_by_the_deadline() -> None:
 
             async def holder() -> None:
                 async with admission.admit():
-                    await admission.run(gate, "x", pixels=90)
+                    await admission.run(gate, "x", nbytes=90)
 
             tg.start_soon(holder)
             await gate.wait_started()
             async with admission.admit():
                 try:
-                    await admission.run(str.upper, "y", pixels=20)
+                    await admission.run(str.upper, "y", nbytes=20)
                 except Overloaded as exc:
                     outcome.append(exc.detail)
             gate.release()
         # Everything was handed back: a full-budget job runs at once.
         async with admission.admit():
-            outcome.append(await admission.run(str.upper, "z", pixels=100))
+            outcome.append(await admission.run(str.upper, "z", nbytes=100))
 
     run(main)
     assert outcome[0].startswith("queue_timeout")
@@ -332,13 +332,13 @@ def test_the_admission_settings_are_read_from_the_environment() -> None:
             "THUMBSVC_RENDER_SLOTS": "3",
             "THUMBSVC_QUEUE_SIZE": "5",
             "THUMBSVC_QUEUE_TIMEOUT": "1.5",
-            "THUMBSVC_RENDER_PIXEL_BUDGET": "100_000_000",
+            "THUMBSVC_RENDER_MEMORY_BUDGET": "100_000_000",
             "THUMBSVC_DRAIN_DELAY": "4",
             "THUMBSVC_SHUTDOWN_TIMEOUT": "20",
         }
     )
     assert (settings.render_slots, settings.queue_size, settings.queue_timeout_s) == (3, 5, 1.5)
-    assert settings.render_pixel_budget == 100_000_000
+    assert settings.render_memory_budget == 100_000_000
     assert (settings.drain_delay_s, settings.shutdown_timeout_s) == (4.0, 20.0)
     assert Settings(render_slots=3).queue_size == 12
 
@@ -346,7 +346,7 @@ def test_the_admission_settings_are_read_from_the_environment() -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("THUMBSVC_RENDER_PIXEL_BUDGET", "-1"),
+        ("THUMBSVC_RENDER_MEMORY_BUDGET", "-1"),
         ("THUMBSVC_DRAIN_DELAY", "-1"),
         ("THUMBSVC_SHUTDOWN_TIMEOUT", "0"),
         ("THUMBSVC_CACHE_TTL", "-5"),
@@ -359,10 +359,10 @@ def test_bad_admission_settings_name_the_variable(name: str, value: str) -> None
     assert f"Config '{name}' has value" in str(info.value)
 
 
-def test_a_pixel_budget_smaller_than_every_source_still_renders_one_at_a_time(
+def test_a_memory_budget_smaller_than_every_render_still_renders_one_at_a_time(
     client_factory: Callable[..., TestClient], signer: URLSigner, media_root: Path
 ) -> None:
-    client = client_factory(render_pixel_budget=1)
+    client = client_factory(render_memory_budget=1)
     response = client.get(signer.path("photos/landscape.jpg", width=120))
     assert response.status_code == 200
     assert decode(response.content).size == (120, 90)

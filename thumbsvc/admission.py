@@ -1,4 +1,4 @@
-"""Admission control: bounded render slots, a bounded wait queue with a deadline, an optional pixel budget.
+"""Admission control: bounded render slots, a bounded wait queue with a deadline, a memory budget.
 
 A request takes its place with ``admit()`` *before* its source is loaded, so overload is
 shed before any origin traffic: when ``slots + queue_size`` requests are already admitted,
@@ -10,6 +10,10 @@ Nothing here ever waits without a bound.
 Render slots are our own ``CapacityLimiter``; the worker threads run under a second limiter of
 the same size (a task cannot hold two tokens of one limiter), never under anyio's default
 40-thread limiter.
+
+The memory budget bounds the sum of the estimated working memory (``thumbsvc.memory``) of the
+renders running at once: a render waits, first come first served and within the same deadline,
+until it fits beside those running; one larger than the whole budget runs alone, never refused.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TypeVar, TypeVarTuple
 
 import anyio
@@ -24,6 +29,7 @@ import anyio.to_thread
 from anyio import CapacityLimiter
 
 from thumbsvc.errors import Overloaded
+from thumbsvc.memory import release_freed_memory
 from thumbsvc.metrics import Metrics
 
 T = TypeVar("T")
@@ -33,6 +39,8 @@ Ts = TypeVarTuple("Ts")
 READY_QUEUE_FRACTION = 0.8
 # Weight of the latest render in the moving average that predicts queue waits.
 RENDER_TIME_WEIGHT = 0.2
+# After a render estimated at this many bytes or more, freed heap pages go back to the kernel at once.
+TRIM_MIN_BYTES = 128_000_000
 
 
 class Admission:
@@ -45,14 +53,14 @@ class Admission:
         slots: int,
         queue_size: int,
         timeout_s: float,
-        pixel_budget: int = 0,
+        memory_budget: int = 0,
         retry_after_s: int = 1,
     ) -> None:
         self.metrics = metrics
         self.slots = slots
         self.queue_size = queue_size
         self.timeout_s = timeout_s
-        self.pixel_budget = pixel_budget
+        self.memory_budget = memory_budget  # bytes; 0: no budget
         self.retry_after_s = retry_after_s
         self.limiter = CapacityLimiter(slots)
         self._threads = CapacityLimiter(slots)
@@ -61,8 +69,8 @@ class Admission:
         self.draining = False  # readyz says not ready; requests are still served
         self.closed = False  # shutting down: new requests are refused
         self._render_s: float | None = None  # moving average of recent render times
-        self._pixels_in_use = 0
-        self._pixel_waiters: deque[tuple[int, anyio.Event]] = deque()
+        self.memory_in_use = 0  # estimated bytes of the renders granted their share
+        self._memory_waiters: deque[tuple[int, anyio.Event]] = deque()
 
     @property
     def capacity(self) -> int:
@@ -98,8 +106,8 @@ class Admission:
             self.admitted -= 1
             self._update()
 
-    async def run(self, func: Callable[[*Ts], T], *args: *Ts, pixels: int = 0) -> T:
-        """Wait (up to the deadline) for a render slot and ``pixels`` of the budget, then run ``func`` in a thread.
+    async def run(self, func: Callable[[*Ts], T], *args: *Ts, nbytes: int = 0) -> T:
+        """Wait (up to the deadline) for ``nbytes`` of the memory budget and a render slot; run ``func`` in a thread.
 
         Raise ``Overloaded`` if the wait would pass the deadline. Call it inside ``admit()``.
         """
@@ -107,7 +115,7 @@ class Admission:
         reserved = slot = False
         try:
             with anyio.move_on_after(self.timeout_s):
-                await self._reserve_pixels(pixels)
+                await self._reserve_memory(nbytes)
                 reserved = True
                 await self.limiter.acquire()
                 slot = True
@@ -118,7 +126,9 @@ class Admission:
             self._update()
             began = anyio.current_time()
             try:
-                return await anyio.to_thread.run_sync(func, *args, limiter=self._threads)
+                if nbytes < TRIM_MIN_BYTES:
+                    return await anyio.to_thread.run_sync(func, *args, limiter=self._threads)
+                return await anyio.to_thread.run_sync(_trimmed, partial(func, *args), limiter=self._threads)
             finally:
                 self._observe_render(anyio.current_time() - began)
                 self.active -= 1
@@ -126,7 +136,7 @@ class Admission:
                 self._update()
         finally:
             if reserved:
-                self._release_pixels(pixels)
+                self._release_memory(nbytes)
 
     def expected_wait_s(self) -> float:
         """How long a request admitted now would wait for a render slot, from the recent render times.
@@ -144,39 +154,39 @@ class Admission:
         previous = self._render_s
         self._render_s = seconds if previous is None else previous + RENDER_TIME_WEIGHT * (seconds - previous)
 
-    async def _reserve_pixels(self, pixels: int) -> None:
-        """Take ``pixels`` of the budget, first come first served; a source larger than the budget runs alone."""
-        if self.pixel_budget <= 0 or pixels <= 0:
+    async def _reserve_memory(self, nbytes: int) -> None:
+        """Take ``nbytes`` of the budget, first come first served; a render larger than the budget runs alone."""
+        if self.memory_budget <= 0 or nbytes <= 0:
             return
-        if not self._pixel_waiters and self._fits(pixels):
-            self._pixels_in_use += pixels
+        if not self._memory_waiters and self._fits(nbytes):
+            self.memory_in_use += nbytes
             return
-        waiter = (pixels, anyio.Event())
-        self._pixel_waiters.append(waiter)
+        waiter = (nbytes, anyio.Event())
+        self._memory_waiters.append(waiter)
         try:
             await waiter[1].wait()
         except BaseException:
             if waiter[1].is_set():  # granted just as we were cancelled: hand it back
-                self._release_pixels(pixels)
+                self._release_memory(nbytes)
             else:
-                self._pixel_waiters.remove(waiter)
-                self._grant_pixels()
+                self._memory_waiters.remove(waiter)
+                self._grant_memory()
             raise
 
-    def _release_pixels(self, pixels: int) -> None:
-        if self.pixel_budget <= 0 or pixels <= 0:
+    def _release_memory(self, nbytes: int) -> None:
+        if self.memory_budget <= 0 or nbytes <= 0:
             return
-        self._pixels_in_use -= pixels
-        self._grant_pixels()
+        self.memory_in_use -= nbytes
+        self._grant_memory()
 
-    def _grant_pixels(self) -> None:
-        while self._pixel_waiters and self._fits(self._pixel_waiters[0][0]):
-            pixels, event = self._pixel_waiters.popleft()
-            self._pixels_in_use += pixels
+    def _grant_memory(self) -> None:
+        while self._memory_waiters and self._fits(self._memory_waiters[0][0]):
+            nbytes, event = self._memory_waiters.popleft()
+            self.memory_in_use += nbytes
             event.set()
 
-    def _fits(self, pixels: int) -> bool:
-        return self._pixels_in_use == 0 or self._pixels_in_use + pixels <= self.pixel_budget
+    def _fits(self, nbytes: int) -> bool:
+        return self.memory_in_use == 0 or self.memory_in_use + nbytes <= self.memory_budget
 
     def _reject(self, reason: str, detail: str) -> None:
         self.metrics.rejected.labels(reason).inc()
@@ -185,3 +195,10 @@ class Admission:
     def _update(self) -> None:
         self.metrics.queue_depth.set(self.depth)
         self.metrics.renders_in_progress.set(self.active)
+
+
+def _trimmed(work: Callable[[], T]) -> T:
+    try:
+        return work()
+    finally:
+        release_freed_memory()

@@ -55,7 +55,9 @@ class Settings:
     source_cache_ttl_s: float = 10.0
     decoded_cache_bytes: int = 32_000_000  # a 24 MP photo's shared decode (3000x2000 at 4 bytes a pixel) fits
     decoded_cache_ttl_s: float = 5.0
-    render_pixel_budget: int = 0  # 0: no budget; else source pixels rendering at once (one larger source runs alone)
+    # Estimated bytes of working memory (thumbsvc.memory) of the renders running at once; one larger runs
+    # alone. 0: no budget. The default keeps one process with 2 slots under 150 MB on 24 MP JPEGs.
+    render_memory_budget: int = 110_000_000
     drain_delay_s: float = 0.0  # after SIGTERM, answer /readyz 503 but keep serving this long before shutting down
     shutdown_timeout_s: float = 10.0  # then wait this long for requests in flight
     cache_control: str = DEFAULT_CACHE_CONTROL
@@ -83,7 +85,7 @@ class Settings:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"Config '{PREFIX}{env_name(name)}' has value {getattr(self, name)!r}. Must be > 0.")
         for name in (
-            "render_pixel_budget",
+            "render_memory_budget",
             "cache_ttl_s",
             "source_cache_ttl_s",
             "decoded_cache_ttl_s",

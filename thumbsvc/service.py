@@ -21,16 +21,16 @@ from anyio import CapacityLimiter
 from thumbsvc.admission import Admission
 from thumbsvc.cache import SingleFlight, TTLCache
 from thumbsvc.config import Settings
-from thumbsvc.decode import Limits, open_image
+from thumbsvc.decode import Limits
 from thumbsvc.decoded import ETAG_MARK, Decoded, DecodedCache
 from thumbsvc.encoding import negotiate
 from thumbsvc.errors import BadRequest, Forbidden
+from thumbsvc.memory import estimate
 from thumbsvc.metrics import Metrics
 from thumbsvc.options import RenderOptions
 from thumbsvc.pipeline import RENDER_VERSION, render
 from thumbsvc.signing import PathSigner
 from thumbsvc.sources import SourceImage, Sources, is_remote
-from thumbsvc.sources.http import HttpSource
 from thumbsvc.sources.local import LocalSource
 from thumbsvc.urls import ThumbPath, split_path
 
@@ -94,9 +94,9 @@ class Thumbnailer:
             slots=settings.render_slots,
             queue_size=settings.queue_size,
             timeout_s=settings.queue_timeout_s,
-            pixel_budget=settings.render_pixel_budget,
+            memory_budget=settings.render_memory_budget,
         )
-        # Header probes (the pixel budget's, the playground's) run in threads of their own, never on
+        # Header probes (the memory budget's, the playground's) run in threads of their own, never on
         # anyio's default limiter and never waiting behind the render slots.
         self.render_limiter = CapacityLimiter(settings.render_slots)
         self.results: TTLCache[Thumbnail] = TTLCache(
@@ -117,7 +117,12 @@ class Thumbnailer:
         self.render_version = f"{RENDER_VERSION}+{ETAG_MARK}" if self.decoded.enabled else RENDER_VERSION
         root = settings.effective_media_root
         local = LocalSource(root, max_bytes=settings.max_source_bytes) if root else None
-        remote = HttpSource(settings) if settings.allowed_sources and not settings.dev_mode else None
+        remote = None
+        if settings.allowed_sources and not settings.dev_mode:
+            # Imported only when remote sources are on: httpx and what it loads are 7 MiB of an idle process.
+            from thumbsvc.sources.http import HttpSource
+
+            remote = HttpSource(settings)
         self.sources = Sources(local, remote)
 
     def parse(self, raw_path: str, accept: str | None) -> ThumbRequest:
@@ -179,10 +184,10 @@ class Thumbnailer:
     async def _produce(self, request: ThumbRequest, timing: Timing) -> Thumbnail:
         async with self.admission.admit():
             source = await self.load(request.path.source, timing)
-            pixels = await self._measure(source) if self.admission.pixel_budget else 0
+            nbytes = await self._measure(source, request) if self.admission.memory_budget else 0
 
             async def run(work: Callable[[], T]) -> T:
-                return await self.admission.run(self._render, work, timing, pixels=pixels)
+                return await self.admission.run(self._render, work, timing, nbytes=nbytes)
 
             if self.decoded.enabled:
                 rendered = await self.decoded.render(
@@ -248,12 +253,16 @@ class Thumbnailer:
         self._sizes("source")
         return source
 
-    async def _measure(self, source: SourceImage) -> int:
-        """Return the source's pixel count from its header (for the pixel budget); raise its decode errors."""
+    async def _measure(self, source: SourceImage, request: ThumbRequest) -> int:
+        """Return the render's estimated working memory from the source's header (for the memory budget).
+
+        The JPEG scale is the one the render decodes at: its own, or the decoded-source cache's shared
+        scale while that cache is on (a render from a cached frame is counted as a decode too).
+        Raise the errors the render would raise from the header.
+        """
 
         def probe() -> int:
-            width, height = open_image(source.data, self.limits).size
-            return width * height
+            return estimate(source.data, request.options, self.limits, request.accept, shared=self.decoded.enabled)
 
         return await anyio.to_thread.run_sync(probe, limiter=self.render_limiter)
 

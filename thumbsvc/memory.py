@@ -1,0 +1,242 @@
+"""What one render holds in memory at its peak, estimated from the source's header before any pixel is decoded.
+
+Admission keeps the sum of these estimates over the renders running at once within
+``THUMBSVC_RENDER_MEMORY_BUDGET`` (``Admission.run``). The model follows where the bytes go
+(docs/performance.md, "Memory"); each figure was measured as the peak resident-set growth of one
+render in a fresh process, and ``tests/test_memory.py`` checks the estimate against real renders.
+
+A render has two phases; its peak is the larger of them, plus what a decoder keeps for as long
+as the image is open:
+
+- **decode**: the decoded image at the DCT scale (Pillow stores every 3- and 4-band mode in
+  4 bytes a pixel), beside what the decoder holds while it runs: a progressive JPEG keeps every
+  DCT coefficient of the whole image (128 bytes per 8x8 block of each component: 3 bytes a
+  pixel for 4:2:0, 4 for 4:2:2, 6 for 4:4:4) whatever the scale; libwebp's animation decoder,
+  which Pillow uses for every WebP, keeps two canvas-sized RGBA buffers for as long as the image
+  is open and hands over a copy of each frame; libavif holds the YUV planes and an RGB copy.
+- **resample**: the decoded image, a working copy (a palette or 16-bit image converted to 8-bit
+  RGB or L; RGBA premultiplied; one plane of a YCbCr decode), the box reduction and the first pass
+  of the two-pass resample (output width x decoded height), and the output canvas with its
+  converted copies and the encoder's buffers (WebP's are the largest, with alpha most of all).
+
+An animation decodes one frame at a time at full size, but keeps every output frame until the
+encoder has them all: ``frames x canvas x KEPT_FRAME_BYTES`` more. Figures are slight
+over-estimates by design (0-40 % above the measured peaks, up to 60 % for animations): a budget
+that under-counted would not bound anything.
+
+The header of a PNG is read without Pillow's ``getexif``, which decodes a PNG whole to look for an
+eXIf chunk after the pixels. ``release_freed_memory`` hands what glibc keeps after a large render
+back to the kernel (``Admission`` calls it after renders estimated at 128 MB or more).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PIL import Image
+
+from thumbsvc import animation
+from thumbsvc.color import has_alpha
+from thumbsvc.decode import Limits, frame_count, open_image, pillow_errors
+from thumbsvc.decoded import Planned, plan_request
+from thumbsvc.encoding import negotiate, output_kind
+from thumbsvc.geometry import GeometryError, plan
+from thumbsvc.options import RenderOptions
+from thumbsvc.pipeline import REDUCING_GAP, upright_size
+
+__all__ = ["Header", "estimate", "planned_bytes", "read_header", "release_freed_memory", "render_bytes"]
+
+JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+# Pillow's storage per pixel; every mode not listed takes 4 bytes (RGB included).
+_STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+# Modes the pipeline works in; anything else is converted first (color.normalise_mode).
+WORKING_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK", "YCbCr"})
+COEFFICIENT_BLOCK_BYTES = 128  # 64 DCT coefficients of 2 bytes
+# Per source pixel, beside the decoded image.
+WEBP_DECODER_BYTES = 8  # two RGBA canvases, alive while the image is open
+WEBP_FRAME_COPY_BYTES = 5  # the frame handed over as ``bytes`` while Pillow copies it in; lossless: more
+AVIF_DECODER_BYTES = 6  # YUV planes (1.5-3 bytes) and libavif's RGB copy (4)
+GIF_DECODER_BYTES = 8  # an animated GIF's previous frame and disposal canvas
+# Per output pixel: the canvas and one converted copy; the encoders' buffers come on top.
+OUTPUT_BYTES = {"webp": 12, "avif": 16}
+OUTPUT_ALPHA_BYTES = {"webp": 28, "avif": 16}
+DEFAULT_OUTPUT_BYTES = 8
+KEPT_FRAME_BYTES = 7  # per pixel of every output frame of an animation, encoder included
+FIXED_BYTES = 3_000_000  # decoder and encoder state, row buffers, objects
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What the estimate needs from a source's header."""
+
+    format: str  # Pillow's format name: JPEG, MPO, PNG, GIF, WEBP, AVIF, HEIF
+    size: tuple[int, int]  # as stored (before EXIF orientation), at full scale
+    mode: str  # what the decoder produces
+    alpha: bool = False
+    progressive: bool = False  # JPEG: every coefficient is buffered
+    sampling: tuple[tuple[int, int], ...] = ()  # JPEG: (horizontal, vertical) sampling factors per component
+    frames: int = 1
+
+
+def read_header(image: Image.Image, size: tuple[int, int] | None = None) -> Header:
+    """Given an opened (not decoded) image, return its ``Header``.
+
+    ``size`` is the full stored size, for an image a JPEG draft has already scaled.
+    """
+    jpeg = image.format in JPEG_FORMATS
+    layers = getattr(image, "layer", []) if jpeg else []
+    return Header(
+        format=image.format or "",
+        size=size or image.size,
+        mode=image.mode,
+        alpha=has_alpha(image),
+        progressive=jpeg and bool(image.info.get("progressive")),
+        sampling=tuple((int(layer[1]), int(layer[2])) for layer in layers),
+        frames=frame_count(image),
+    )
+
+
+def coefficient_bytes(header: Header) -> int:
+    """The whole-image DCT coefficient buffer of a progressive JPEG (0 for any other source)."""
+    if header.format not in JPEG_FORMATS or not header.progressive:
+        return 0
+    width, height = header.size
+    sampling = header.sampling or ((1, 1),)
+    max_h = max(h for h, _ in sampling)
+    max_v = max(v for _, v in sampling)
+    blocks = sum(_ceil(_ceil(width * h, max_h), 8) * _ceil(_ceil(height * v, max_v), 8) for h, v in sampling)
+    return blocks * COEFFICIENT_BLOCK_BYTES
+
+
+def render_bytes(
+    header: Header,
+    *,
+    denominator: int = 1,
+    size: tuple[int, int] | None = None,
+    canvas: tuple[int, int] | None = None,
+    kind: str = "jpeg",
+    planar: bool = False,
+    frames: int = 1,
+) -> int:
+    """Return the estimated peak bytes of one render.
+
+    ``denominator``: the JPEG DCT scale it decodes at (1, 2, 4, 8; ignored for other formats).
+    ``size``: what the decoded image is resampled to, in stored orientation (default: not resampled).
+    ``canvas``: the output size (default: ``size``). ``kind``: the output format. ``planar``: a
+    JPEG decoded as YCbCr planes. ``frames``: output frames kept at once (an animation's count).
+    """
+    width, height = header.size
+    scale = denominator if header.format in JPEG_FORMATS else 1
+    decoded_w, decoded_h = _ceil(width, scale), _ceil(height, scale)
+    decoded_px = decoded_w * decoded_h
+    mode = "YCbCr" if planar else header.mode
+    decoded = decoded_px * _STORED_BYTES.get(mode, 4)
+    source_px = width * height
+
+    resident = transient = 0  # decoder state: for as long as the image is open / during the decode
+    if header.format == "WEBP":
+        resident = WEBP_DECODER_BYTES * source_px
+        transient = WEBP_FRAME_COPY_BYTES * source_px
+    elif header.format in ("AVIF", "HEIF"):
+        transient = AVIF_DECODER_BYTES * source_px
+    elif header.format == "GIF" and header.frames > 1:
+        resident = GIF_DECODER_BYTES * source_px
+    else:
+        transient = coefficient_bytes(header)
+
+    converted = mode not in WORKING_MODES or (header.alpha and mode in ("L", "RGB"))
+    working = decoded_px * 4 if converted else 0
+    size = size or (decoded_w, decoded_h)
+    if size != (decoded_w, decoded_h):
+        plane = 1 if planar or (mode == "L" and not converted) else 4
+        if planar:
+            working += decoded_px  # the luma plane, taken out to be resampled
+        elif header.alpha:
+            working += decoded_px * 4  # the premultiplied copy resize makes
+        factor_x = max(1, int(decoded_w / size[0] / REDUCING_GAP))
+        factor_y = max(1, int(decoded_h / size[1] / REDUCING_GAP))
+        if factor_x * factor_y > 1:
+            working += _ceil(decoded_w, factor_x) * _ceil(decoded_h, factor_y) * plane
+        working += size[0] * _ceil(decoded_h, factor_y) * plane
+    canvas = canvas or size
+    alpha = header.alpha and kind in ("png", "webp", "avif", "gif")
+    per_pixel = (OUTPUT_ALPHA_BYTES if alpha else OUTPUT_BYTES).get(kind, DEFAULT_OUTPUT_BYTES)
+    output = canvas[0] * canvas[1] * per_pixel
+    kept = frames * canvas[0] * canvas[1] * KEPT_FRAME_BYTES if frames > 1 else 0
+    return FIXED_BYTES + resident + kept + max(decoded + transient, decoded + working + output)
+
+
+def estimate(data: bytes, options: RenderOptions, limits: Limits, accept: str | None, *, shared: bool) -> int:
+    """Given source bytes and a request, return the estimated peak bytes of its render; nothing is decoded.
+
+    ``shared``: the decoded-source cache is on, so a large JPEG decodes at its shared scale
+    (``decoded.plan_request``). Raise the errors the render would raise from the header.
+    """
+    image = open_image(data, limits)
+    if image.format in JPEG_FORMATS:
+        planned = plan_request(data, options, limits, accept)
+        return planned_bytes(planned, planned.shared if shared else planned.own)
+    # Not plan_request: Pillow finds a PNG's orientation (an eXIf chunk may follow the pixels) only by
+    # decoding it whole. Without it, take the costlier of the two ways the image may stand.
+    with pillow_errors():
+        kind = output_kind(
+            options.format, image.format, negotiate(accept) if options.format == "auto" else "", has_alpha(image)
+        )
+        animated = animation.is_animated(image) and kind in animation.ANIMATED_KINDS
+        frames = len(animation.frame_indices(image)) if animated else 1
+    header = read_header(image)
+    costs = []
+    for turned in (False, True):
+        upright = image.size[::-1] if turned else image.size
+        try:
+            layout = plan(upright, options, max_output_px=limits.max_output_px)
+        except GeometryError:
+            continue  # the render refuses it (or it stands the other way)
+        size = layout.size[::-1] if turned else layout.size
+        costs.append(render_bytes(header, size=size, canvas=layout.canvas, kind=kind, frames=frames))
+    return max(costs, default=0)  # no plan fits: the render refuses it before decoding
+
+
+def planned_bytes(planned: Planned, denominator: int) -> int:
+    """The estimate for a request planned by ``decoded.plan_request``, decoded at 1/``denominator``."""
+    job, layout = planned.job, planned.layout
+    stored = upright_size(job.upright, job.orientation)
+    frames = 1
+    if planned.animated and job.kind in animation.ANIMATED_KINDS:
+        frames = len(animation.frame_indices(planned.image))
+    return render_bytes(
+        read_header(planned.image, stored),
+        denominator=denominator if not planned.animated else 1,
+        size=upright_size(layout.size, job.orientation),
+        canvas=layout.canvas,
+        kind=job.kind,
+        planar=planned.planar,
+        frames=frames,
+    )
+
+
+def _ceil(value: int, divisor: int) -> int:
+    return -(-value // divisor)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand the free pages of every malloc heap back to the kernel (glibc's ``malloc_trim``); elsewhere nothing.
+
+    glibc keeps what a thread frees in that thread's heap for its next allocation, and after a
+    large render that is hundreds of MB spread over several heaps (docs/performance.md, "Memory").
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
