@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 
 from tests.helpers import decode
 from tests.live import sample
-from thumbsvc.admission import Admission
+from thumbsvc.admission import TRIM_MIN_BYTES, Admission
 from thumbsvc.app import drain_on_sigterm
 from thumbsvc.client import URLSigner
 from thumbsvc.config import ConfigError, Settings
@@ -295,6 +295,24 @@ def test_a_render_larger_than_the_budget_runs_alone() -> None:
             assert await admission.run(str.upper, "huge", nbytes=1000) == "HUGE"
 
     run(main)
+
+
+def test_a_large_render_runs_alone_and_hands_its_memory_back() -> None:
+    admission = make(slots=2, queue_size=2, memory_budget=100)
+    seen: list[int] = []
+
+    def work(value: str) -> str:
+        seen.append(admission.memory_in_use)
+        return value.upper()
+
+    async def main() -> None:
+        async with admission.admit():
+            # Estimated at TRIM_MIN_BYTES: afterwards the freed heap goes back to the kernel (malloc_trim).
+            assert await admission.run(work, "large", nbytes=TRIM_MIN_BYTES) == "LARGE"
+        assert admission.memory_in_use == 0
+
+    run(main)
+    assert seen == [TRIM_MIN_BYTES]
 
 
 def test_a_memory_wait_is_bounded_by_the_deadline() -> None:
