@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from starlette.testclient import TestClient
 
 from tests.helpers import STORE, decode
 from thumbsvc.client import URLSigner
+from thumbsvc.decode import Limits, open_image
+from thumbsvc.pipeline import read_orientation
 
 RED, GREEN, BLUE, YELLOW = (220, 30, 30), (30, 200, 30), (30, 30, 220), (230, 230, 30)
 
@@ -108,6 +111,29 @@ def test_xmp_orientation_is_applied(client: TestClient, signer: URLSigner, put: 
     image = fetch(client, signer, source, width=60)
     assert image.size == (60, 40)
     assert near(corners(image)[0], RED)
+
+
+def png_with_late_exif(image: Image.Image, orientation: int) -> bytes:
+    """A PNG whose eXIf chunk comes after its image data (Pillow finds it only by decoding)."""
+    png = save(image, "PNG")
+    body = exif_with(orientation).tobytes()
+    chunk = struct.pack(">I", len(body)) + b"eXIf" + body + struct.pack(">I", zlib.crc32(b"eXIf" + body))
+    end = png.rindex(b"IEND") - 4
+    return png[:end] + chunk + png[end:]
+
+
+@pytest.mark.parametrize("cache_decoded", [True, False])
+def test_a_png_exif_chunk_after_the_pixels_is_applied_without_decoding_the_header_twice(
+    client_factory: Callable[..., TestClient], signer: URLSigner, put: Any, cache_decoded: bool
+) -> None:
+    data = png_with_late_exif(quadrants().transpose(STORE[6]), 6)
+    opened = open_image(data, Limits())
+    assert read_orientation(opened) == 6
+    assert opened.tile, "reading the orientation decoded the pixels"
+    client = client_factory(decoded_cache_bytes=32_000_000 if cache_decoded else 0)
+    image = fetch(client, signer, put("late-exif.png", data), width=60)
+    assert image.size == (60, 40)
+    assert all(near(got, want) for got, want in zip(corners(image), [RED, GREEN, BLUE, YELLOW], strict=True))
 
 
 def test_broken_exif_means_no_rotation(client: TestClient, signer: URLSigner, put: Any) -> None:

@@ -93,11 +93,18 @@ def open_image(data: bytes, limits: Limits) -> Image.Image:
     """
     if not data:
         raise UnsupportedFormat("empty source")
-    if data.startswith(PNG_SIGNATURE):
+    png = data.startswith(PNG_SIGNATURE)
+    if png:
         check_png_chunks(data)
     with pillow_errors():
         image = Image.open(io.BytesIO(data), formats=allowed_formats())
         check_dimensions(image, limits, data)
+    if png and "exif" not in image.info:
+        # Pillow reads the chunks after the pixels only when it decodes them; a late eXIf chunk is
+        # found here so the orientation is known from the header (``pipeline.read_orientation``).
+        late = late_png_exif(data)
+        if late is not None:
+            image.info["exif"] = late
     return image
 
 
@@ -170,6 +177,25 @@ def check_png_chunks(data: bytes) -> None:
             if size > limit:
                 raise SourceTooLarge(f"PNG {kind.decode('latin-1')} chunk inflates past {limit} bytes")
         pos += 12 + length
+
+
+def late_png_exif(data: bytes) -> bytes | None:
+    """Return the body of an eXIf chunk that follows a PNG's image data, or None.
+
+    Only chunk headers are read: each IDAT is skipped by its length, nothing is inflated.
+    """
+    pos = len(PNG_SIGNATURE)
+    seen_data = False
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        if kind == b"IEND":
+            break
+        if kind == b"IDAT":
+            seen_data = True
+        elif kind == b"eXIf" and seen_data:
+            return data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    return None
 
 
 def _compressed_payload(kind: bytes, body: bytes) -> bytes | None:

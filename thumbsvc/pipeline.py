@@ -219,7 +219,11 @@ def read_orientation(image: Image.Image) -> int:
     AVIF decoder does not apply itself), so one lookup covers every format.
     """
     try:
-        value = image.getexif().get(ExifTags.Base.Orientation, 1)
+        # For a PNG, Pillow's own ``getexif`` decodes the whole image to look for an eXIf chunk after
+        # the pixels; ``decode.open_image`` has already put such a chunk in ``info``, so the base
+        # class's reading of ``info`` is complete and decodes nothing.
+        exif = Image.Image.getexif(image) if image.format == "PNG" else image.getexif()
+        value = exif.get(ExifTags.Base.Orientation, 1)
     except Exception:
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
