@@ -28,7 +28,15 @@ from thumbsvc.config import Settings
 from thumbsvc.decode import Limits, open_image
 from thumbsvc.decoded import plan_request
 from thumbsvc.errors import UnprocessableSource
-from thumbsvc.memory import Header, coefficient_bytes, estimate, planned_bytes, read_header, render_bytes
+from thumbsvc.memory import (
+    Header,
+    coefficient_bytes,
+    decoded_render_bytes,
+    estimate,
+    planned_bytes,
+    read_header,
+    render_bytes,
+)
 from thumbsvc.options import make_options
 from thumbsvc.pipeline import render
 
@@ -164,6 +172,22 @@ def test_a_jpeg_is_estimated_at_the_shared_scale_while_the_decoded_cache_is_on(c
     planned = plan_request(data, options, Limits(), None)
     assert estimate(data, options, Limits(), None, shared=False) == planned_bytes(planned, 8)
     assert estimate(data, options, Limits(), None, shared=True) == planned_bytes(planned, 2)
+
+
+def test_a_render_from_a_shared_frame_is_not_charged_for_a_decode(corpus: Path) -> None:
+    data = (corpus / "photos" / "immich__craft-beer.jpg").read_bytes()  # 24 MP progressive
+    coefficients = coefficient_bytes(read_header(open_image(data, Limits())))
+    assert coefficients > 60 * MIB
+    charged = {}
+    for width, height in ((150, 150), (400, 300), (1200, 900)):
+        planned = plan_request(data, make_options(width=width, height=height), Limits(), None)
+        decodes = decoded_render_bytes(planned, True)
+        assert decodes == planned_bytes(planned, planned.shared)
+        assert decodes > coefficients  # every coefficient, whatever the size asked for
+        charged[width] = reuses = decoded_render_bytes(planned, False)
+        assert reuses < decodes / 2  # no coefficients, no decode of its own
+    assert charged[150] < charged[400] < charged[1200] < 48 * MIB
+    assert charged[150] < 8 * MIB
 
 
 # -- the estimate against real renders ------------------------------------------------------

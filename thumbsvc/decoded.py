@@ -164,9 +164,22 @@ def frame_bytes(frame: Image.Image, data: bytes) -> int:
 
 
 class Runner(Protocol):
-    """Runs blocking work in a worker thread under a render slot (``Admission.run``)."""
+    """Runs blocking work in a worker thread under a render slot (``Admission.run``), holding
+    ``nbytes`` of the memory budget."""
+
+    def __call__(self, work: Callable[[], T], nbytes: int, /) -> Awaitable[T]: ...
+
+
+class Prober(Protocol):
+    """Runs header work in a worker thread that holds no render slot."""
 
     def __call__(self, work: Callable[[], T], /) -> Awaitable[T]: ...
+
+
+class Estimator(Protocol):
+    """The memory a render of ``planned`` holds: with its own decode (``decodes``), or from a decoded frame."""
+
+    def __call__(self, planned: Planned, decodes: bool, /) -> int: ...
 
 
 class DecodedCache:
@@ -192,28 +205,38 @@ class DecodedCache:
         limits: Limits,
         *,
         run: Runner,
-        probe: Runner,
+        probe: Prober,
+        estimate: Estimator | None = None,
     ) -> Rendered:
         """Return the thumbnail from a cached frame, from a decode in flight, or from a decode of its own.
 
         ``source_key`` names the source (reference and validator); ``run`` runs pixel work under a
-        render slot, ``probe`` reads the header in a thread without one. Raise the decode and render errors.
+        render slot, ``probe`` reads the header in a thread without one; ``estimate`` (with a memory
+        budget) says what each kind of render holds, so a render from a shared frame is not charged
+        for a decode it does not do. Raise the decode and render errors.
         """
-        planned = await probe(lambda: plan_request(data, options, limits, accept))
+
+        def plan() -> tuple[Planned, int, int]:
+            planned = plan_request(data, options, limits, accept)
+            if estimate is None:
+                return planned, 0, 0
+            return planned, estimate(planned, True), 0 if planned.animated else estimate(planned, False)
+
+        planned, decode_bytes, reuse_bytes = await probe(plan)
         if planned.animated:
             self.metrics.decodes.inc()
-            return await run(lambda: render(data, options, limits, accept))
+            return await run(lambda: render(data, options, limits, accept), decode_bytes)
         key = f"{planned.shared}|{'YCbCr' if planned.planar else '-'}|{source_key}"
         cached = self.frames.get(key)
         if cached is not None:
             self.metrics.cache_hits.labels("decoded").inc()
-            return await run(lambda: render_from(cached, planned, limits))
+            return await run(lambda: render_from(cached, planned, limits), reuse_bytes)
         self.metrics.cache_misses.labels("decoded").inc()
         own: list[Rendered | Exception] = []
 
         async def lead() -> Decoded:
             self.metrics.decodes.inc()
-            fresh, rendered = await run(lambda: decode_and_render(data, planned, limits))
+            fresh, rendered = await run(lambda: decode_and_render(data, planned, limits), decode_bytes)
             self.frames.put(key, fresh, fresh.nbytes + len(key) + ENTRY_OVERHEAD_BYTES)
             own.append(rendered)
             return fresh
@@ -221,7 +244,7 @@ class DecodedCache:
         shared, joined = await self.flight.run(key, lead)
         if joined:
             self.metrics.flight_joins.labels("decoded").inc()
-            return await run(lambda: render_from(shared, planned, limits))
+            return await run(lambda: render_from(shared, planned, limits), reuse_bytes)
         if isinstance(own[0], Exception):
             raise own[0]
         return own[0]

@@ -35,7 +35,7 @@ import ctypes
 import ctypes.util
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PIL import Image
 
@@ -48,7 +48,15 @@ from thumbsvc.geometry import GeometryError, plan
 from thumbsvc.options import RenderOptions
 from thumbsvc.pipeline import REDUCING_GAP, upright_size
 
-__all__ = ["Header", "estimate", "planned_bytes", "read_header", "release_freed_memory", "render_bytes"]
+__all__ = [
+    "Header",
+    "decoded_render_bytes",
+    "estimate",
+    "planned_bytes",
+    "read_header",
+    "release_freed_memory",
+    "render_bytes",
+]
 
 JPEG_FORMATS = frozenset({"JPEG", "MPO"})
 # Pillow's storage per pixel; every mode not listed takes 4 bytes (RGB included).
@@ -203,13 +211,18 @@ def estimate(data: bytes, options: RenderOptions, limits: Limits, accept: str | 
 
 def planned_bytes(planned: Planned, denominator: int) -> int:
     """The estimate for a request planned by ``decoded.plan_request``, decoded at 1/``denominator``."""
+    job = planned.job
+    header = read_header(planned.image, upright_size(job.upright, job.orientation))
+    return _planned_render_bytes(planned, header, denominator)
+
+
+def _planned_render_bytes(planned: Planned, header: Header, denominator: int) -> int:
     job, layout = planned.job, planned.layout
-    stored = upright_size(job.upright, job.orientation)
     frames = 1
     if planned.animated and job.kind in animation.ANIMATED_KINDS:
         frames = len(animation.frame_indices(planned.image))
     return render_bytes(
-        read_header(planned.image, stored),
+        header,
         denominator=denominator if not planned.animated else 1,
         size=upright_size(layout.size, job.orientation),
         canvas=layout.canvas,
@@ -217,6 +230,20 @@ def planned_bytes(planned: Planned, denominator: int) -> int:
         planar=planned.planar,
         frames=frames,
     )
+
+
+def decoded_render_bytes(planned: Planned, decodes: bool) -> int:
+    """The estimate for a render through the decoded-source cache (``decoded.DecodedCache.render``).
+
+    ``decodes``: it decodes the source at the shared scale (and keeps the frame for the others).
+    Otherwise it renders from a frame already decoded: no decoder buffers, and the frame is the
+    cache's (counted in its byte bound); what it holds is at most the frame box-reduced to its own
+    scale, counted as a decode at that scale of a file without a coefficient buffer.
+    """
+    if decodes:
+        return planned_bytes(planned, planned.shared)
+    header = read_header(planned.image, upright_size(planned.job.upright, planned.job.orientation))
+    return _planned_render_bytes(planned, replace(header, progressive=False), planned.own)
 
 
 def _ceil(value: int, divisor: int) -> int:

@@ -18,6 +18,7 @@ from typing import TypeVar
 import anyio.to_thread
 from anyio import CapacityLimiter
 
+from thumbsvc import memory
 from thumbsvc.admission import Admission
 from thumbsvc.cache import SingleFlight, TTLCache
 from thumbsvc.config import Settings
@@ -25,7 +26,6 @@ from thumbsvc.decode import Limits
 from thumbsvc.decoded import ETAG_MARK, Decoded, DecodedCache
 from thumbsvc.encoding import negotiate
 from thumbsvc.errors import BadRequest, Forbidden
-from thumbsvc.memory import estimate
 from thumbsvc.metrics import Metrics
 from thumbsvc.options import RenderOptions
 from thumbsvc.pipeline import RENDER_VERSION, render
@@ -182,14 +182,16 @@ class Thumbnailer:
         return make_etag(request, source.validator, self.render_version), "REVALIDATED", timing
 
     async def _produce(self, request: ThumbRequest, timing: Timing) -> Thumbnail:
+        budget = self.admission.memory_budget > 0
         async with self.admission.admit():
             source = await self.load(request.path.source, timing)
-            nbytes = await self._measure(source, request) if self.admission.memory_budget else 0
 
-            async def run(work: Callable[[], T]) -> T:
+            async def run(work: Callable[[], T], nbytes: int) -> T:
                 return await self.admission.run(self._render, work, timing, nbytes=nbytes)
 
             if self.decoded.enabled:
+                # The decoded-source cache plans the request from its header and says, per kind of render
+                # (its own decode, or from a shared frame), what the memory budget is charged.
                 rendered = await self.decoded.render(
                     f"{request.path.source}|{source.validator}",
                     source.data,
@@ -198,11 +200,14 @@ class Thumbnailer:
                     self.limits,
                     run=run,
                     probe=self._probe,
+                    estimate=memory.decoded_render_bytes if budget else None,
                 )
                 self._sizes("decoded")
             else:
+                nbytes = await self._measure(source, request) if budget else 0
                 self.metrics.decodes.inc()
-                rendered = await run(partial(render, source.data, request.options, self.limits, request.accept))
+                work = partial(render, source.data, request.options, self.limits, request.accept)
+                rendered = await run(work, nbytes)
         thumb = Thumbnail(
             data=rendered.data,
             media_type=rendered.media_type,
@@ -256,13 +261,13 @@ class Thumbnailer:
     async def _measure(self, source: SourceImage, request: ThumbRequest) -> int:
         """Return the render's estimated working memory from the source's header (for the memory budget).
 
-        The JPEG scale is the one the render decodes at: its own, or the decoded-source cache's shared
-        scale while that cache is on (a render from a cached frame is counted as a decode too).
-        Raise the errors the render would raise from the header.
+        Used while the decoded-source cache is off (the render decodes at its own scale); with it on,
+        ``DecodedCache.render`` estimates from its own plan. Raise the errors the render would raise
+        from the header.
         """
 
         def probe() -> int:
-            return estimate(source.data, request.options, self.limits, request.accept, shared=self.decoded.enabled)
+            return memory.estimate(source.data, request.options, self.limits, request.accept, shared=False)
 
         return await anyio.to_thread.run_sync(probe, limiter=self.render_limiter)
 
