@@ -24,8 +24,9 @@ encoder has them all: ``frames x canvas x KEPT_FRAME_BYTES`` more. Figures are s
 over-estimates by design (0-40 % above the measured peaks, up to 60 % for animations): a budget
 that under-counted would not bound anything.
 
-The header of a PNG is read without Pillow's ``getexif``, which decodes a PNG whole to look for an
-eXIf chunk after the pixels. ``release_freed_memory`` hands what glibc keeps after a large render
+The request is planned exactly as the render plans it (``decoded.plan_request``: orientation,
+output kind, DCT scale), which reads headers only, a PNG's late eXIf chunk included
+(``decode.open_image``). ``release_freed_memory`` hands what glibc keeps after a large render
 back to the kernel (``Admission`` calls it after renders estimated at 128 MB or more).
 """
 
@@ -41,10 +42,8 @@ from PIL import Image
 
 from thumbsvc import animation
 from thumbsvc.color import has_alpha
-from thumbsvc.decode import Limits, frame_count, open_image, pillow_errors
+from thumbsvc.decode import Limits, frame_count
 from thumbsvc.decoded import Planned, plan_request
-from thumbsvc.encoding import negotiate, output_kind
-from thumbsvc.geometry import GeometryError, plan
 from thumbsvc.options import RenderOptions
 from thumbsvc.pipeline import REDUCING_GAP, upright_size
 
@@ -184,29 +183,8 @@ def estimate(data: bytes, options: RenderOptions, limits: Limits, accept: str | 
     ``shared``: the decoded-source cache is on, so a large JPEG decodes at its shared scale
     (``decoded.plan_request``). Raise the errors the render would raise from the header.
     """
-    image = open_image(data, limits)
-    if image.format in JPEG_FORMATS:
-        planned = plan_request(data, options, limits, accept)
-        return planned_bytes(planned, planned.shared if shared else planned.own)
-    # Not plan_request: Pillow finds a PNG's orientation (an eXIf chunk may follow the pixels) only by
-    # decoding it whole. Without it, take the costlier of the two ways the image may stand.
-    with pillow_errors():
-        kind = output_kind(
-            options.format, image.format, negotiate(accept) if options.format == "auto" else "", has_alpha(image)
-        )
-        animated = animation.is_animated(image) and kind in animation.ANIMATED_KINDS
-        frames = len(animation.frame_indices(image)) if animated else 1
-    header = read_header(image)
-    costs = []
-    for turned in (False, True):
-        upright = image.size[::-1] if turned else image.size
-        try:
-            layout = plan(upright, options, max_output_px=limits.max_output_px)
-        except GeometryError:
-            continue  # the render refuses it (or it stands the other way)
-        size = layout.size[::-1] if turned else layout.size
-        costs.append(render_bytes(header, size=size, canvas=layout.canvas, kind=kind, frames=frames))
-    return max(costs, default=0)  # no plan fits: the render refuses it before decoding
+    planned = plan_request(data, options, limits, accept)
+    return planned_bytes(planned, planned.shared if shared else planned.own)
 
 
 def planned_bytes(planned: Planned, denominator: int) -> int:
