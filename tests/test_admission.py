@@ -364,7 +364,7 @@ def test_the_admission_settings_are_read_from_the_environment() -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("THUMBSVC_RENDER_MEMORY_BUDGET", "-1"),
+        ("THUMBSVC_RENDER_MEMORY_BUDGET", "-2"),
         ("THUMBSVC_DRAIN_DELAY", "-1"),
         ("THUMBSVC_SHUTDOWN_TIMEOUT", "0"),
         ("THUMBSVC_CACHE_TTL", "-5"),

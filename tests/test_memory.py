@@ -322,7 +322,8 @@ def test_a_small_budget_keeps_large_sources_apart_while_small_ones_share_the_slo
 
 
 def test_the_budget_is_on_by_default_and_read_from_the_environment() -> None:
-    assert Settings().render_memory_budget == 110_000_000
+    assert Settings(render_slots=2).render_memory_budget == 110_000_000
+    assert Settings(render_slots=8).render_memory_budget == 440_000_000
     assert Settings.from_env({"THUMBSVC_RENDER_MEMORY_BUDGET": "0"}).render_memory_budget == 0
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 PREFIX = "THUMBSVC_"
+# The default memory budget per render slot: a 24 MP progressive JPEG render needs about 99 MB.
+MEMORY_BUDGET_PER_SLOT = 55_000_000
 SAMPLES_DIR = Path(__file__).parent / "samples"
 DEFAULT_CACHE_CONTROL = "public, max-age=31536000, immutable"
 
@@ -56,8 +58,9 @@ class Settings:
     decoded_cache_bytes: int = 32_000_000  # a 24 MP photo's shared decode (3000x2000 at 4 bytes a pixel) fits
     decoded_cache_ttl_s: float = 5.0
     # Estimated bytes of working memory (thumbsvc.memory) of the renders running at once; one larger runs
-    # alone. 0: no budget. The default keeps one process with 2 slots under 150 MB on 24 MP JPEGs.
-    render_memory_budget: int = 110_000_000
+    # alone. 0: no budget. -1: MEMORY_BUDGET_PER_SLOT per render slot (110 MB for 2 slots, which keeps one
+    # process near 150 MB on 24 MP JPEGs: docs/performance.md).
+    render_memory_budget: int = -1
     drain_delay_s: float = 0.0  # after SIGTERM, answer /readyz 503 but keep serving this long before shutting down
     shutdown_timeout_s: float = 10.0  # then wait this long for requests in flight
     cache_control: str = DEFAULT_CACHE_CONTROL
@@ -68,6 +71,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.queue_size == -1:
             object.__setattr__(self, "queue_size", 4 * self.render_slots)
+        if self.render_memory_budget == -1:
+            object.__setattr__(self, "render_memory_budget", MEMORY_BUDGET_PER_SLOT * self.render_slots)
         for name in ("max_output_px", "max_source_pixels", "max_source_bytes", "max_frames", "render_slots"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"Config '{PREFIX}{name.upper()}' has value {getattr(self, name)!r}. Must be >= 1.")
