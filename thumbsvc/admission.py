@@ -40,7 +40,7 @@ READY_QUEUE_FRACTION = 0.8
 # Weight of the latest render in the moving average that predicts queue waits.
 RENDER_TIME_WEIGHT = 0.2
 # After a render estimated at this many bytes or more, freed heap pages go back to the kernel at once.
-TRIM_MIN_BYTES = 128_000_000
+TRIM_MIN_BYTES = 64_000_000
 
 
 class Admission:

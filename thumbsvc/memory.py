@@ -27,7 +27,7 @@ that under-counted would not bound anything.
 The request is planned exactly as the render plans it (``decoded.plan_request``: orientation,
 output kind, DCT scale), which reads headers only, a PNG's late eXIf chunk included
 (``decode.open_image``). ``release_freed_memory`` hands what glibc keeps after a large render
-back to the kernel (``Admission`` calls it after renders estimated at 128 MB or more).
+back to the kernel (``Admission`` calls it after renders estimated at 64 MB or more).
 """
 
 from __future__ import annotations
