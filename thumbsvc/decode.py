@@ -6,6 +6,7 @@ header, and the caller decodes (``load``) after choosing a draft scale.
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import warnings
@@ -14,16 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from PIL import (
-    AvifImagePlugin,  # noqa: F401  (registers the formats we open; Image.init() would import all ~40 plugins)
-    GifImagePlugin,  # noqa: F401
-    Image,
-    ImageFile,
-    JpegImagePlugin,  # noqa: F401
-    PngImagePlugin,
-    UnidentifiedImageError,
-    WebPImagePlugin,  # noqa: F401
-)
+from PIL import Image, ImageFile, PngImagePlugin, UnidentifiedImageError
 
 from thumbsvc.errors import SourceTooLarge, ThumbError, UnprocessableSource, UnsupportedFormat
 
@@ -49,12 +41,18 @@ class Limits:
         )
 
 
+@functools.cache
+def _register_plugins() -> None:
+    from PIL import AvifImagePlugin, GifImagePlugin, JpegImagePlugin, WebPImagePlugin  # noqa: F401
+
+
 def allowed_formats() -> tuple[str, ...]:
     """Return the Pillow format names we open: the base list plus HEIF when its plugin is registered.
 
-    Only the plugins of these formats are imported (above), never Pillow's whole set: the others
-    would only be refused, and importing them costs an idle process about 1 MiB.
+    Only the plugins of these formats are imported, on the first call, never Pillow's whole set
+    (``Image.init``): the others would only be refused, and importing them costs about 1 MiB.
     """
+    _register_plugins()
     extra = ("HEIF",) if "HEIF" in Image.OPEN else ()
     return BASE_FORMATS + extra
 
