@@ -255,7 +255,7 @@ def test_ready_until_the_queue_is_more_than_80_percent_full(
     assert admission.ready() is ready
 
 
-def test_the_memory_budget_keeps_big_renders_apart_and_lets_a_small_one_go_ahead() -> None:
+def test_the_memory_budget_keeps_big_renders_apart_first_come_first_served() -> None:
     admission = make(slots=3, queue_size=3, memory_budget=100)
     big, medium, small = Gate(), Gate(), Gate()
     order: list[str] = []
@@ -270,84 +270,21 @@ def test_the_memory_budget_keeps_big_renders_apart_and_lets_a_small_one_go_ahead
             await big.wait_started()
             tg.start_soon(request, medium, "medium", 30)  # does not fit beside big
             await until(lambda: admission.admitted == 2)
-            await anyio.sleep(0.05)
-            assert not medium.started.is_set()
-            # Fits beside big, and medium still fits beside it once big is done: it goes ahead.
-            tg.start_soon(request, small, "small", 10)
-            await small.wait_started()
-            assert admission.active == 2
-            small.release()
-            await until(lambda: admission.active == 1)
-            assert not medium.started.is_set()
-            big.release()
-            await medium.wait_started()
-            medium.release()
-
-    run(main)
-    assert order == ["small", "big", "medium"]
-
-
-def test_a_render_never_goes_ahead_of_one_it_would_delay() -> None:
-    admission = make(slots=3, queue_size=3, memory_budget=100)
-    running, waiting, late = Gate(), Gate(), Gate()
-    order: list[str] = []
-
-    async def request(gate: Gate, name: str, nbytes: int) -> None:
-        async with admission.admit():
-            order.append(await admission.run(gate, name, nbytes=nbytes))
-
-    async def main() -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(request, running, "running", 40)
-            await running.wait_started()
-            tg.start_soon(request, waiting, "waiting", 70)  # 40 + 70 is over the budget
-            await until(lambda: admission.admitted == 2)
-            # 40 + 35 fits, but 35 + 70 would not once "running" is done: "late" waits its turn.
-            tg.start_soon(request, late, "late", 35)
+            tg.start_soon(request, small, "small", 10)  # would fit, but waits its turn
             await until(lambda: admission.admitted == 3)
             await anyio.sleep(0.05)
             assert admission.active == 1
-            running.release()
-            await waiting.wait_started()
-            await anyio.sleep(0.05)
-            assert not late.started.is_set()  # 70 + 35 is over the budget
-            waiting.release()
-            await late.wait_started()
-            late.release()
-
-    run(main)
-    assert order == ["running", "waiting", "late"]
-
-
-def test_a_render_goes_ahead_only_onto_a_free_slot() -> None:
-    admission = make(slots=2, queue_size=4, memory_budget=100)
-    large, other, waiting, small = Gate(), Gate(), Gate(), Gate()
-
-    async def request(gate: Gate, name: str, nbytes: int) -> None:
-        async with admission.admit():
-            await admission.run(gate, name, nbytes=nbytes)
-
-    async def main() -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(request, large, "large", 60)
-            tg.start_soon(request, other, "other", 10)
-            await large.wait_started()
-            await other.wait_started()
-            tg.start_soon(request, waiting, "waiting", 50)  # 70 + 50 is over the budget
-            await until(lambda: admission.admitted == 3)
-            tg.start_soon(request, small, "small", 5)  # fits, would delay nobody, but both slots are taken
-            await until(lambda: admission.admitted == 4)
-            await anyio.sleep(0.05)
-            assert not small.started.is_set()
-            other.release()  # a slot frees; "waiting" still does not fit beside "large"
+            assert not medium.started.is_set() and not small.started.is_set()
+            big.release()
+            await medium.wait_started()
             await small.wait_started()
-            assert not waiting.started.is_set()
+            assert admission.active == 2
+            medium.release()
             small.release()
-            large.release()
-            await waiting.wait_started()
-            waiting.release()
 
     run(main)
+    assert order[0] == "big"
+    assert sorted(order[1:]) == ["medium", "small"]
 
 
 def test_a_render_larger_than_the_budget_runs_alone() -> None:

@@ -14,11 +14,6 @@ the same size (a task cannot hold two tokens of one limiter), never under anyio'
 The memory budget bounds the sum of the estimated working memory (``thumbsvc.memory``) of the
 renders running at once: a render waits, first come first served and within the same deadline,
 until it fits beside those running; one larger than the whole budget runs alone, never refused.
-A render may start ahead of renders waiting for memory only when it cannot delay them: it fits
-now, a render slot is free for it, and everything that started ahead of its turn plus everything
-waiting ahead of it fits in the budget together, so the waiting renders start as soon as the
-renders that started in turn have finished, exactly as without it. This keeps a core busy with
-small thumbnails while a large source waits for one running beside it to finish.
 """
 
 from __future__ import annotations
@@ -26,7 +21,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar, TypeVarTuple
 
@@ -47,13 +41,6 @@ READY_QUEUE_FRACTION = 0.8
 RENDER_TIME_WEIGHT = 0.2
 # After a render estimated at this many bytes or more, freed heap pages go back to the kernel at once.
 TRIM_MIN_BYTES = 64_000_000
-
-
-@dataclass(eq=False)
-class _MemoryWaiter:
-    nbytes: int
-    granted: anyio.Event = field(default_factory=anyio.Event)
-    overtook: bool = False  # granted ahead of renders still waiting
 
 
 class Admission:
@@ -83,9 +70,7 @@ class Admission:
         self.closed = False  # shutting down: new requests are refused
         self._render_s: float | None = None  # moving average of recent render times
         self.memory_in_use = 0  # estimated bytes of the renders granted their share
-        self._memory_waiters: deque[_MemoryWaiter] = deque()
-        self._overtaking_bytes = 0  # the part of memory_in_use granted ahead of waiting renders
-        self._overtakers_without_slot = 0  # granted ahead of others, not yet holding their (free) slot
+        self._memory_waiters: deque[tuple[int, anyio.Event]] = deque()
 
     @property
     def capacity(self) -> int:
@@ -127,16 +112,12 @@ class Admission:
         Raise ``Overloaded`` if the wait would pass the deadline. Call it inside ``admit()``.
         """
         started = anyio.current_time()
-        reserved = slot = overtook = False
+        reserved = slot = False
         try:
             with anyio.move_on_after(self.timeout_s):
-                overtook = await self._reserve_memory(nbytes)
+                await self._reserve_memory(nbytes)
                 reserved = True
-                try:
-                    await self.limiter.acquire()
-                finally:
-                    if overtook:
-                        self._overtakers_without_slot -= 1
+                await self.limiter.acquire()
                 slot = True
             self.metrics.queue_wait_seconds.observe(anyio.current_time() - started)
             if not slot:
@@ -155,7 +136,7 @@ class Admission:
                 self._update()
         finally:
             if reserved:
-                self._release_memory(nbytes, overtook)
+                self._release_memory(nbytes)
 
     def expected_wait_s(self) -> float:
         """How long a request admitted now would wait for a render slot, from the recent render times.
@@ -173,69 +154,36 @@ class Admission:
         previous = self._render_s
         self._render_s = seconds if previous is None else previous + RENDER_TIME_WEIGHT * (seconds - previous)
 
-    async def _reserve_memory(self, nbytes: int) -> bool:
-        """Take ``nbytes`` of the budget, first come first served; a render larger than the budget runs alone.
-
-        Return True if it was granted ahead of renders waiting for memory (see the module docstring).
-        """
+    async def _reserve_memory(self, nbytes: int) -> None:
+        """Take ``nbytes`` of the budget, first come first served; a render larger than the budget runs alone."""
         if self.memory_budget <= 0 or nbytes <= 0:
-            return False
+            return
         if not self._memory_waiters and self._fits(nbytes):
             self.memory_in_use += nbytes
-            return False
-        if self._may_overtake(nbytes, sum(waiter.nbytes for waiter in self._memory_waiters)):
-            self._take_ahead(nbytes)
-            return True
-        waiter = _MemoryWaiter(nbytes)
+            return
+        waiter = (nbytes, anyio.Event())
         self._memory_waiters.append(waiter)
         try:
-            await waiter.granted.wait()
+            await waiter[1].wait()
         except BaseException:
-            if waiter.granted.is_set():  # granted just as we were cancelled: hand it back
-                if waiter.overtook:
-                    self._overtakers_without_slot -= 1
-                self._release_memory(nbytes, waiter.overtook)
+            if waiter[1].is_set():  # granted just as we were cancelled: hand it back
+                self._release_memory(nbytes)
             else:
                 self._memory_waiters.remove(waiter)
                 self._grant_memory()
             raise
-        return waiter.overtook
 
-    def _release_memory(self, nbytes: int, overtook: bool = False) -> None:
+    def _release_memory(self, nbytes: int) -> None:
         if self.memory_budget <= 0 or nbytes <= 0:
             return
         self.memory_in_use -= nbytes
-        if overtook:
-            self._overtaking_bytes -= nbytes
         self._grant_memory()
 
     def _grant_memory(self) -> None:
-        while self._memory_waiters and self._fits(self._memory_waiters[0].nbytes):
-            waiter = self._memory_waiters.popleft()
-            self.memory_in_use += waiter.nbytes
-            waiter.granted.set()
-        ahead = 0  # bytes still waiting ahead of the waiter considered
-        for waiter in list(self._memory_waiters):
-            if self._may_overtake(waiter.nbytes, ahead):
-                self._memory_waiters.remove(waiter)
-                self._take_ahead(waiter.nbytes)
-                waiter.overtook = True
-                waiter.granted.set()
-            else:
-                ahead += waiter.nbytes
-
-    def _may_overtake(self, nbytes: int, ahead: int) -> bool:
-        """True if ``nbytes`` may start before ``ahead`` bytes of renders waiting ahead of it without delaying them."""
-        return (
-            self._fits(nbytes)
-            and self.limiter.available_tokens - self._overtakers_without_slot > 0
-            and self._overtaking_bytes + nbytes + ahead <= self.memory_budget
-        )
-
-    def _take_ahead(self, nbytes: int) -> None:
-        self.memory_in_use += nbytes
-        self._overtaking_bytes += nbytes
-        self._overtakers_without_slot += 1
+        while self._memory_waiters and self._fits(self._memory_waiters[0][0]):
+            nbytes, event = self._memory_waiters.popleft()
+            self.memory_in_use += nbytes
+            event.set()
 
     def _fits(self, nbytes: int) -> bool:
         return self.memory_in_use == 0 or self.memory_in_use + nbytes <= self.memory_budget
