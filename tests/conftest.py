@@ -38,6 +38,17 @@ def media_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def put(media_root: Path) -> Callable[[str, bytes], str]:
+    """Write bytes under the media root; return the source name to sign."""
+
+    def write(name: str, data: bytes) -> str:
+        (media_root / name).write_bytes(data)
+        return name
+
+    return write
+
+
+@pytest.fixture
 def settings_factory(media_root: Path) -> Callable[..., Settings]:
     def factory(**overrides: Any) -> Settings:
         values: dict[str, Any] = {"keys": (TEST_KEY,), "media_root": str(media_root), "render_slots": 2}

@@ -11,7 +11,6 @@ import io
 import struct
 import zlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,15 +61,6 @@ def corners(image: Image.Image) -> list[tuple[int, ...]]:
         rgb.getpixel(p)
         for p in ((w // 4, h // 4), (3 * w // 4, h // 4), (w // 4, 3 * h // 4), (3 * w // 4, 3 * h // 4))
     ]  # type: ignore[misc]
-
-
-@pytest.fixture
-def put(media_root: Path) -> Callable[[str, bytes], str]:
-    def write(name: str, data: bytes) -> str:
-        (media_root / name).write_bytes(data)
-        return name
-
-    return write
 
 
 def fetch(

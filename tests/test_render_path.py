@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import math
 import random
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,15 +21,6 @@ from tests.helpers import STORE, decode
 from thumbsvc.client import URLSigner
 from thumbsvc.geometry import plan, stored_box
 from thumbsvc.options import make_options
-
-
-@pytest.fixture
-def put(media_root: Path) -> Callable[[str, bytes], str]:
-    def write(name: str, data: bytes) -> str:
-        (media_root / name).write_bytes(data)
-        return name
-
-    return write
 
 
 def scene(size: tuple[int, int] = (960, 640)) -> Image.Image:

@@ -74,8 +74,7 @@ class Settings:
         if self.render_memory_budget == -1:
             object.__setattr__(self, "render_memory_budget", MEMORY_BUDGET_PER_SLOT * self.render_slots)
         for name in ("max_output_px", "max_source_pixels", "max_source_bytes", "max_frames", "render_slots"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"Config '{PREFIX}{name.upper()}' has value {getattr(self, name)!r}. Must be >= 1.")
+            self._require(name, getattr(self, name) >= 1, ">= 1")
         for name in (
             "queue_size",
             "cache_bytes",
@@ -83,21 +82,15 @@ class Settings:
             "decoded_cache_bytes",
             "max_redirects",
             "error_max_age_s",
-        ):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"Config '{PREFIX}{name.upper()}' has value {getattr(self, name)!r}. Must be >= 0.")
-        for name in ("connect_timeout_s", "fetch_timeout_s", "queue_timeout_s", "shutdown_timeout_s"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"Config '{PREFIX}{env_name(name)}' has value {getattr(self, name)!r}. Must be > 0.")
-        for name in (
             "render_memory_budget",
             "cache_ttl_s",
             "source_cache_ttl_s",
             "decoded_cache_ttl_s",
             "drain_delay_s",
         ):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"Config '{PREFIX}{env_name(name)}' has value {getattr(self, name)!r}. Must be >= 0.")
+            self._require(name, getattr(self, name) >= 0, ">= 0")
+        for name in ("connect_timeout_s", "fetch_timeout_s", "queue_timeout_s", "shutdown_timeout_s"):
+            self._require(name, getattr(self, name) > 0, "> 0")
         for cidr in self.allow_private_networks:
             try:
                 ipaddress.ip_network(cidr, strict=False)
@@ -122,6 +115,10 @@ class Settings:
         if self.media_root is not None:
             return self.media_root
         return str(SAMPLES_DIR) if self.dev_mode else None
+
+    def _require(self, name: str, valid: bool, rule: str) -> None:
+        if not valid:
+            raise ConfigError(f"Config '{PREFIX}{env_name(name)}' has value {getattr(self, name)!r}. Must be {rule}.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
