@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 W1_NAMES = (
@@ -73,32 +75,19 @@ def w1_photos(folder: str | Path | None = None) -> list[Path]:
 
 def w2_photos(photos: list[Path], long_edge: int = W2_LONG_EDGE) -> list[Path]:
     """Return the W1 photos shrunk to ``long_edge`` (upright, sRGB profile kept, JPEG q90), building them once."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
-    out = []
-    for src in photos:
-        stat = src.stat()
-        tag = hashlib.blake2b(f"{src.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode(), digest_size=4).hexdigest()
-        folder = cache_dir() / f"w2-{long_edge}-{tag}"
-        dest = folder / (src.stem + ".jpg")
-        if not dest.is_file():
-            folder.mkdir(parents=True, exist_ok=True)
-            with Image.open(src) as opened:
-                icc = opened.info.get("icc_profile")
-                image = ImageOps.exif_transpose(opened)
-                if image.mode not in ("RGB", "L"):
-                    image = image.convert("RGB")
-                scale = long_edge / max(image.size)
-                if scale < 1:
-                    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-                    image = image.resize(size, Image.Resampling.LANCZOS)
-                buffer = io.BytesIO()
-                image.save(buffer, "JPEG", quality=90, icc_profile=icc)
-            tmp = dest.with_suffix(".tmp")
-            tmp.write_bytes(buffer.getvalue())
-            tmp.replace(dest)
-        out.append(dest)
-    return out
+    def shrunk(src: Path) -> bytes:
+        image, icc = upright_rgb(src)
+        scale = long_edge / max(image.size)
+        if scale < 1:
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            image = image.resize(size, Image.Resampling.LANCZOS)
+        return encode_jpeg(image, quality=90, icc_profile=icc)
+
+    return [
+        built_once(cache_dir() / f"w2-{long_edge}-{source_tag(src)}" / f"{src.stem}.jpg", src, shrunk) for src in photos
+    ]
 
 
 # EXIF orientation of each W1R photo in turn, and the transpose that stores an upright image that way.
@@ -108,33 +97,57 @@ STORE_AS = {3: "ROTATE_180", 6: "ROTATE_90", 8: "ROTATE_270"}
 
 def w1r_photos(photos: list[Path]) -> list[Path]:
     """Return the W1 photos stored sideways or upside down with the EXIF orientation that turns them upright."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     out = []
     for index, src in enumerate(photos):
         orientation = W1R_ORIENTATIONS[index % len(W1R_ORIENTATIONS)]
-        stat = src.stat()
-        key = f"{src.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{orientation}"
-        tag = hashlib.blake2b(key.encode(), digest_size=4).hexdigest()
-        folder = cache_dir() / f"w1r-{tag}"
-        dest = folder / (src.stem + ".jpg")
-        if not dest.is_file():
-            folder.mkdir(parents=True, exist_ok=True)
-            with Image.open(src) as opened:
-                icc = opened.info.get("icc_profile")
-                image = ImageOps.exif_transpose(opened)
-            if image.mode not in ("RGB", "L"):
-                image = image.convert("RGB")
-            stored = image.transpose(Image.Transpose[STORE_AS[orientation]])
+
+        def stored(src: Path, orientation: int = orientation) -> bytes:
+            image, icc = upright_rgb(src)
             exif = Image.Exif()
             exif[0x0112] = orientation
-            buffer = io.BytesIO()
-            stored.save(buffer, "JPEG", quality=92, icc_profile=icc, exif=exif.tobytes())
-            tmp = dest.with_suffix(".tmp")
-            tmp.write_bytes(buffer.getvalue())
-            tmp.replace(dest)
-        out.append(dest)
+            turned = image.transpose(Image.Transpose[STORE_AS[orientation]])
+            return encode_jpeg(turned, quality=92, icc_profile=icc, exif=exif.tobytes())
+
+        folder = cache_dir() / f"w1r-{source_tag(src, f':{orientation}')}"
+        out.append(built_once(folder / f"{src.stem}.jpg", src, stored))
     return out
+
+
+def source_tag(src: Path, extra: str = "") -> str:
+    """A short tag that changes when the source file (path, size, mtime) or ``extra`` changes."""
+    stat = src.stat()
+    key = f"{src.resolve()}:{stat.st_size}:{stat.st_mtime_ns}{extra}"
+    return hashlib.blake2b(key.encode(), digest_size=4).hexdigest()
+
+
+def built_once(dest: Path, src: Path, build: Callable[[Path], bytes]) -> Path:
+    """Return ``dest``, writing ``build(src)`` there first (atomically) unless it exists."""
+    if not dest.is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(".tmp")
+        tmp.write_bytes(build(src))
+        tmp.replace(dest)
+    return dest
+
+
+def upright_rgb(src: Path) -> tuple[Any, bytes | None]:
+    """Open ``src``, apply its EXIF orientation, convert to RGB (or keep L); return it and its ICC profile."""
+    from PIL import Image, ImageOps
+
+    with Image.open(src) as opened:
+        icc = opened.info.get("icc_profile")
+        image = ImageOps.exif_transpose(opened)
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    return image, icc
+
+
+def encode_jpeg(image: Any, **params: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", **params)
+    return buffer.getvalue()
 
 
 def jobs_for(photos: list[Path]) -> list[Job]:
