@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,17 @@ from starlette.testclient import TestClient
 
 from tests.helpers import decode
 from tests.live import sample
-from thumbsvc.admission import TRIM_MIN_BYTES, Admission
+from thumbsvc.admission import Admission
 from thumbsvc.app import drain_on_sigterm
 from thumbsvc.client import URLSigner
 from thumbsvc.config import ConfigError, Settings
 from thumbsvc.errors import Overloaded
+from thumbsvc.memory import TRIM_MIN_BYTES, MemoryBudget
 from thumbsvc.metrics import Metrics
 
 
-def make(**kwargs: Any) -> Admission:
-    values: dict[str, Any] = {"slots": 1, "queue_size": 1, "timeout_s": 5.0}
+def make(memory_budget: int = 0, **kwargs: Any) -> Admission:
+    values: dict[str, Any] = {"slots": 1, "queue_size": 1, "timeout_s": 5.0, "memory": MemoryBudget(memory_budget)}
     values.update(kwargs)
     return Admission(Metrics(), **values)
 
@@ -60,6 +62,16 @@ class Gate:
         await anyio.to_thread.run_sync(self.started.wait, 10, limiter=anyio.CapacityLimiter(1))
 
 
+class Clock:
+    """A clock that moves only when told: render times are what the test says they are."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def until(condition: Callable[[], bool]) -> None:
     with anyio.fail_after(10):
         while not condition():
@@ -76,8 +88,7 @@ def test_a_full_queue_rejects_at_once_and_admitted_requests_complete() -> None:
     results: list[str] = []
 
     async def request(value: str) -> None:
-        async with admission.admit():
-            results.append(await admission.run(gate, value))
+        results.append(await admission.run(gate, value))
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
@@ -88,9 +99,9 @@ def test_a_full_queue_rejects_at_once_and_admitted_requests_complete() -> None:
             assert (admission.active, admission.depth) == (1, 1)
             assert not admission.ready()  # the one queue place is taken: above 80 %
             with pytest.raises(Overloaded) as info:
-                async with admission.admit():
-                    pytest.fail("admitted past capacity")
+                await admission.run(str.upper, "third")
             assert info.value.status_code == 503
+            assert info.value.reason == "queue_full"
             assert info.value.headers["Retry-After"] == "1"
             assert info.value.cache_ttl_s is None
             gate.release()
@@ -100,7 +111,6 @@ def test_a_full_queue_rejects_at_once_and_admitted_requests_complete() -> None:
 
     run(main)
     text = scrape(admission)
-    assert sample(text, "thumbsvc_rejected_total", reason="queue_full") == 1
     assert sample(text, "thumbsvc_queue_depth") == 0
     assert sample(text, "thumbsvc_queue_wait_seconds_count") == 2
 
@@ -111,89 +121,71 @@ def test_a_request_waiting_past_its_deadline_gets_503() -> None:
     outcome: list[str] = []
 
     async def holder() -> None:
-        async with admission.admit():
-            outcome.append(await admission.run(gate, "held"))
-
-    async def waiter() -> None:
-        async with admission.admit():
-            try:
-                await admission.run(str.upper, "never")
-            except Overloaded as exc:
-                outcome.append(exc.detail)
+        outcome.append(await admission.run(gate, "held"))
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(holder)
             await gate.wait_started()
-            await waiter()
+            with pytest.raises(Overloaded) as info:
+                await admission.run(str.upper, "never")
+            outcome.append(info.value.reason)
             assert admission.admitted == 1  # the expired request gave its place back
             gate.release()
 
     run(main)
-    assert outcome[0].startswith("queue_timeout")
-    assert outcome[1] == "held"
-    assert sample(scrape(admission), "thumbsvc_rejected_total", reason="queue_timeout") == 1
+    assert outcome == ["queue_timeout", "held"]
 
 
 def test_a_request_that_would_outwait_its_deadline_is_refused_at_once() -> None:
-    admission = make(slots=1, queue_size=10, timeout_s=30)
+    clock = Clock()
+    admission = make(slots=1, queue_size=10, timeout_s=30, clock=clock)
     first, second, third = Gate(), Gate(), Gate()
 
-    async def request(gate: Gate) -> None:
-        async with admission.admit():
-            await admission.run(gate, "x")
+    def slow(gate: Gate) -> str:
+        gate("x")
+        clock.now += 0.2  # each render takes 0.2 s by this clock
+        return "x"
 
     async def main() -> None:
         assert admission.expected_wait_s() == 0  # no render seen yet
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(request, first)
-            await first.wait_started()
-            await anyio.sleep(0.2)
-            first.release()
+        first.release()
+        await admission.run(slow, first)
         async with anyio.create_task_group() as tg:
             assert admission.expected_wait_s() == 0  # a slot is free
-            tg.start_soon(request, second)
+            tg.start_soon(admission.run, slow, second)
             await second.wait_started()
-            tg.start_soon(request, third)  # waits for the slot
+            tg.start_soon(admission.run, slow, third)  # waits for the slot
             await until(lambda: admission.depth == 1)
-            # Two renders of at least 0.2 s each are ahead of a newcomer.
+            # Two renders of 0.2 s are ahead of a newcomer.
             expected = admission.expected_wait_s()
-            assert expected >= 2 * 0.2
+            assert expected == pytest.approx(2 * 0.2)
             admission.timeout_s = expected / 2
             with pytest.raises(Overloaded) as info:
-                async with admission.admit():
-                    pytest.fail("admitted although it would wait past its deadline")
-            assert info.value.detail.startswith("queue_wait")
+                await admission.run(str.upper, "refused")
+            assert info.value.reason == "queue_wait"
             admission.timeout_s = expected * 2
-            async with admission.admit():
-                pass
             second.release()
             third.release()
+            assert await admission.run(str.upper, "admitted") == "ADMITTED"
 
     run(main)
-    assert sample(scrape(admission), "thumbsvc_rejected_total", reason="queue_wait") == 1
 
 
-def test_the_queue_place_is_taken_before_any_slot_is_free() -> None:
-    # A request holds its place while it loads its source: capacity counts it from admission on.
+def test_downloads_hold_no_place_only_renders_do() -> None:
+    # A request takes its place when its render is submitted (its source bytes in hand), not before.
     admission = make(slots=1, queue_size=0)
-    loading = anyio.Event()
-    finish = anyio.Event()
-
-    async def loads_slowly() -> None:
-        async with admission.admit():
-            loading.set()
-            await finish.wait()
+    gate = Gate()
 
     async def main() -> None:
+        assert (admission.admitted, admission.active, admission.depth) == (0, 0, 0)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(loads_slowly)
-            await loading.wait()
-            assert (admission.admitted, admission.active, admission.depth) == (1, 0, 1)
+            tg.start_soon(admission.run, gate, "x")
+            await gate.wait_started()
+            assert (admission.admitted, admission.active, admission.depth) == (1, 1, 0)
             with pytest.raises(Overloaded):
-                async with admission.admit():
-                    pass
-            finish.set()
+                await admission.run(str.upper, "y")
+            gate.release()
 
     run(main)
 
@@ -205,12 +197,7 @@ def test_renders_run_in_our_threads_not_anyios_default_limiter() -> None:
     async def main() -> None:
         default = anyio.to_thread.current_default_thread_limiter()
         async with anyio.create_task_group() as tg:
-
-            async def render() -> None:
-                async with admission.admit():
-                    await admission.run(gate, "x")
-
-            tg.start_soon(render)
+            tg.start_soon(admission.run, gate, "x")
             await gate.wait_started()
             assert admission.limiter.borrowed_tokens == 1
             assert default.borrowed_tokens == 0
@@ -225,15 +212,14 @@ def test_draining_refuses_new_work_and_is_not_ready() -> None:
     assert not admission.ready()
 
     async def main() -> None:
-        async with admission.admit():  # draining alone still serves: the load balancer is being told
-            pass
+        # Draining alone still serves: the load balancer is being told.
+        assert await admission.run(str.upper, "served") == "SERVED"
         admission.closed = True
-        with pytest.raises(Overloaded):
-            async with admission.admit():
-                pass
+        with pytest.raises(Overloaded) as info:
+            await admission.run(str.upper, "refused")
+        assert info.value.reason == "draining"
 
     run(main)
-    assert sample(scrape(admission), "thumbsvc_rejected_total", reason="draining") == 1
 
 
 @pytest.mark.parametrize(
@@ -261,8 +247,7 @@ def test_the_memory_budget_keeps_big_renders_apart_first_come_first_served() -> 
     order: list[str] = []
 
     async def request(gate: Gate, name: str, nbytes: int) -> None:
-        async with admission.admit():
-            order.append(await admission.run(gate, name, nbytes=nbytes))
+        order.append(await admission.run(gate, name, nbytes=nbytes))
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
@@ -272,7 +257,7 @@ def test_the_memory_budget_keeps_big_renders_apart_first_come_first_served() -> 
             await until(lambda: admission.admitted == 2)
             tg.start_soon(request, small, "small", 10)  # would fit, but waits its turn
             await until(lambda: admission.admitted == 3)
-            await anyio.sleep(0.05)
+            await until(lambda: len(admission.memory._waiters) == 2)
             assert admission.active == 1
             assert not medium.started.is_set() and not small.started.is_set()
             big.release()
@@ -291,8 +276,7 @@ def test_a_render_larger_than_the_budget_runs_alone() -> None:
     admission = make(slots=2, queue_size=2, memory_budget=100)
 
     async def main() -> None:
-        async with admission.admit():
-            assert await admission.run(str.upper, "huge", nbytes=1000) == "HUGE"
+        assert await admission.run(str.upper, "huge", nbytes=1000) == "HUGE"
 
     run(main)
 
@@ -302,14 +286,13 @@ def test_a_large_render_runs_alone_and_hands_its_memory_back() -> None:
     seen: list[int] = []
 
     def work(value: str) -> str:
-        seen.append(admission.memory_in_use)
+        seen.append(admission.memory.in_use)
         return value.upper()
 
     async def main() -> None:
-        async with admission.admit():
-            # Estimated at TRIM_MIN_BYTES: afterwards the freed heap goes back to the kernel (malloc_trim).
-            assert await admission.run(work, "large", nbytes=TRIM_MIN_BYTES) == "LARGE"
-        assert admission.memory_in_use == 0
+        # Estimated at TRIM_MIN_BYTES: afterwards the freed heap goes back to the kernel (malloc_trim).
+        assert await admission.run(work, "large", nbytes=TRIM_MIN_BYTES) == "LARGE"
+        assert admission.memory.in_use == 0
 
     run(main)
     assert seen == [TRIM_MIN_BYTES]
@@ -322,26 +305,17 @@ def test_a_memory_wait_is_bounded_by_the_deadline() -> None:
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-
-            async def holder() -> None:
-                async with admission.admit():
-                    await admission.run(gate, "x", nbytes=90)
-
-            tg.start_soon(holder)
+            tg.start_soon(partial(admission.run, gate, "x", nbytes=90))
             await gate.wait_started()
-            async with admission.admit():
-                try:
-                    await admission.run(str.upper, "y", nbytes=20)
-                except Overloaded as exc:
-                    outcome.append(exc.detail)
+            with pytest.raises(Overloaded) as info:
+                await admission.run(str.upper, "y", nbytes=20)
+            outcome.append(info.value.reason)
             gate.release()
         # Everything was handed back: a full-budget job runs at once.
-        async with admission.admit():
-            outcome.append(await admission.run(str.upper, "z", nbytes=100))
+        outcome.append(await admission.run(str.upper, "z", nbytes=100))
 
     run(main)
-    assert outcome[0].startswith("queue_timeout")
-    assert outcome[1] == "Z"
+    assert outcome == ["queue_timeout", "Z"]
 
 
 def test_the_admission_settings_are_read_from_the_environment() -> None:

@@ -22,23 +22,15 @@ from PIL import Image
 
 from tests.helpers import REPO, decode, make_photo
 from tests.live import sample, serve_in_thread
+from thumbsvc import pipeline
 from thumbsvc.app import create_app
 from thumbsvc.client import URLSigner
 from thumbsvc.config import Settings
 from thumbsvc.decode import Limits, open_image
-from thumbsvc.decoded import plan_request
 from thumbsvc.errors import UnprocessableSource
-from thumbsvc.memory import (
-    Header,
-    coefficient_bytes,
-    decoded_render_bytes,
-    estimate,
-    planned_bytes,
-    read_header,
-    render_bytes,
-)
-from thumbsvc.options import make_options
-from thumbsvc.pipeline import render
+from thumbsvc.memory import Header, coefficient_bytes, read_header, render_bytes
+from thumbsvc.options import RenderOptions, make_options
+from thumbsvc.pipeline import Job, render
 
 MB = 1_000_000
 MIB = 1 << 20
@@ -143,14 +135,18 @@ def test_the_header_tells_alpha_and_frames() -> None:
     assert (header.format, header.alpha, header.frames) == ("PNG", True, 3)
 
 
+def planned(data: bytes, options: RenderOptions) -> Job:
+    """The job after the pipeline's header steps: nothing decoded, the estimates made."""
+    return pipeline.run(Job(data, options, Limits()), pipeline.HEADER_STEPS)
+
+
 def test_a_request_is_estimated_at_the_scale_it_decodes_at(corpus: Path) -> None:
     data = (corpus / "photos" / "lepton__slrhills.jpg").read_bytes()  # 4608x3456 baseline
-    planned = plan_request(data, make_options(width=150, height=150, fit="cover"), Limits(), None)
-    assert (planned.own, planned.shared) == (8, 2)
-    own, shared = planned_bytes(planned, planned.own), planned_bytes(planned, planned.shared)
-    assert own < 6 * MB < 16 * MB < shared  # 576x432 decoded, against 2304x1728
-    wide = plan_request(data, make_options(width=1200), Limits(), None)
-    assert planned_bytes(wide, wide.own) > own
+    job = planned(data, make_options(width=150, height=150, fit="cover"))
+    assert (job.denominator, job.factor) == (2, 4)  # the shared 1/2 decode, box-reduced to its own 1/8
+    assert job.finish_bytes < 6 * MB < 16 * MB < job.decode_bytes  # 576x432 reduced, against 2304x1728 decoded
+    wide = planned(data, make_options(width=1200))
+    assert wide.finish_bytes > job.finish_bytes
 
 
 def test_the_estimate_of_a_png_reads_no_pixels() -> None:
@@ -161,17 +157,9 @@ def test_the_estimate_of_a_png_reads_no_pixels() -> None:
     data = buffer.getvalue()
     data = data[: data.index(b"IDAT") + 200]  # the header intact, the pixels cut short
     options = make_options(width=300)
-    assert 12 * MB < estimate(data, options, Limits(), None, shared=False) < 20 * MB
+    assert 12 * MB < planned(data, options).decode_bytes < 20 * MB
     with pytest.raises(UnprocessableSource):
         render(data, options, Limits())
-
-
-def test_a_jpeg_is_estimated_at_the_shared_scale_while_the_decoded_cache_is_on(corpus: Path) -> None:
-    data = (corpus / "photos" / "lepton__slrhills.jpg").read_bytes()
-    options = make_options(width=150, height=150, fit="cover")
-    planned = plan_request(data, options, Limits(), None)
-    assert estimate(data, options, Limits(), None, shared=False) == planned_bytes(planned, 8)
-    assert estimate(data, options, Limits(), None, shared=True) == planned_bytes(planned, 2)
 
 
 def test_a_render_from_a_shared_frame_is_not_charged_for_a_decode(corpus: Path) -> None:
@@ -180,12 +168,10 @@ def test_a_render_from_a_shared_frame_is_not_charged_for_a_decode(corpus: Path) 
     assert coefficients > 60 * MIB
     charged = {}
     for width, height in ((150, 150), (400, 300), (1200, 900)):
-        planned = plan_request(data, make_options(width=width, height=height), Limits(), None)
-        decodes = decoded_render_bytes(planned, True)
-        assert decodes == planned_bytes(planned, planned.shared)
-        assert decodes > coefficients  # every coefficient, whatever the size asked for
-        charged[width] = reuses = decoded_render_bytes(planned, False)
-        assert reuses < decodes / 2  # no coefficients, no decode of its own
+        job = planned(data, make_options(width=width, height=height))
+        assert job.decode_bytes > coefficients  # every coefficient, whatever the size asked for
+        charged[width] = job.finish_bytes
+        assert job.finish_bytes < job.decode_bytes / 2  # no coefficients, no decode of its own
     assert charged[150] < charged[400] < charged[1200] < 48 * MIB
     assert charged[150] < 8 * MIB
 
@@ -228,7 +214,7 @@ def test_the_estimate_bounds_a_real_render_in_a_fresh_process(
 ) -> None:
     source = large_sources / name
     options = make_options(width=width, height=height, fit=fit, format=fmt)
-    expected = estimate(source.read_bytes(), options, Limits(), None, shared=False)
+    expected = planned(source.read_bytes(), options).decode_bytes
     probe = subprocess.run(
         [sys.executable, "-m", "tests.memory_probe", str(source), str(width), str(height), fit, fmt],
         cwd=REPO,
@@ -295,8 +281,8 @@ def test_a_small_budget_keeps_large_sources_apart_while_small_ones_share_the_slo
         (media_root / f"large-{index}.png").write_bytes(large)
         (media_root / f"small-{index}.jpg").write_bytes(small)
     options = make_options(width=1200, height=900)
-    large_bytes = estimate(large, options, Limits(), None, shared=False)
-    small_bytes = estimate(small, options, Limits(), None, shared=False)
+    large_bytes = planned(large, options).decode_bytes
+    small_bytes = planned(small, options).decode_bytes
     budget = 2 * small_bytes  # two small renders fit; two large ones (each larger than two small) do not
     assert large_bytes > small_bytes
     settings = settings_factory(

@@ -19,6 +19,8 @@ from thumbsvc.accesslog import JsonFormatter, logging_config
 from thumbsvc.app import create_app
 from thumbsvc.client import URLSigner
 from thumbsvc.config import Settings
+from thumbsvc.metrics import REJECT_REASONS, ROUTE_NAMES
+from thumbsvc.options import make_options
 
 LANDSCAPE = "photos/landscape.jpg"
 REQUIRED = (
@@ -80,9 +82,46 @@ def test_no_label_carries_a_path_a_host_or_a_url(client: TestClient, signer: URL
     assert values == {
         "thumbnail",
         *("2xx", "3xx", "4xx", "5xx"),
-        *("result", "source", "decoded", "size", "ttl", "local", "remote"),
-        *("queue_full", "queue_wait", "queue_timeout", "draining"),
+        *("result", "source", "decoded", "refusal", "size", "ttl", "local", "remote"),
+        *REJECT_REASONS,
     }
+
+
+@pytest.mark.parametrize("dev", [False, True])
+def test_every_route_is_labelled_by_its_name(
+    settings_factory: Callable[..., Settings], signer: URLSigner, dev: bool
+) -> None:
+    settings = Settings(render_slots=2) if dev else settings_factory()
+    with TestClient(create_app(settings)) as client:
+        thumbnail = client.app.state.thumbnailer.sign(  # type: ignore[attr-defined]
+            "cat.jpg" if dev else LANDSCAPE, make_options(width=60)
+        )
+        visits = {
+            "healthz": [("GET", "/healthz")],
+            "readyz": [("GET", "/readyz")],
+            "thumbnail": [("GET", thumbnail), ("HEAD", thumbnail), ("GET", "/no/such/thing")],
+        }
+        if dev:
+            visits["playground"] = [("GET", "/")]
+            visits["playground_grid"] = [("GET", "/_dev/grid")]
+            visits["playground_static"] = [("GET", "/_dev/static/playground.css")]
+            visits["playground_sign"] = [("POST", "/_dev/sign")]
+        else:
+            visits["index"] = [("GET", "/")]
+        for requests in visits.values():
+            for method, path in requests:
+                client.request(method, path, headers={"content-type": "application/json"})
+        client.get("/metrics")
+        text = client.get("/metrics").text
+    counted = {
+        s.labels["route"]
+        for family in text_string_to_metric_families(text)
+        if family.name == "thumbsvc_requests"
+        for s in family.samples
+        if s.value > 0
+    }
+    assert counted == {*visits, "metrics"}
+    assert counted <= set(ROUTE_NAMES)
 
 
 def test_every_app_has_its_own_registry(settings_factory: Callable[..., Settings], signer: URLSigner) -> None:

@@ -185,7 +185,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         # The network edge for tests: same loader, names from the table, sockets to loopback only.
         thumbnailer = app.state.thumbnailer
         thumbnailer.sources = Sources(
-            thumbnailer.sources.local, HttpSource(config, resolver=resolve, network_backend=edge)
+            thumbnailer.sources.local,
+            HttpSource(config, resolver=resolve, network_backend=edge),
+            gate=thumbnailer.sources.gate,
         )
         with TestClient(app) as client:
             yield World(client, root, origin, trap, edge, lookups, closed_port)

@@ -1,8 +1,9 @@
 """One structured access-log line and the request metrics for every HTTP request.
 
-``AccessLog`` is a pure ASGI middleware. Endpoints add what only they know (cache status,
-render and fetch time, the internal error detail) to the request's ``Access`` record, found
-with ``access_record(scope)``. Lines go to the ``thumbsvc.access`` logger: text by default,
+``AccessLog`` is a pure ASGI middleware. It makes the request's ``service.Record``; the
+endpoint and the service fill in what only they know (cache status, render and fetch time, the
+internal error detail), found with ``record_of(scope)``; the route label is the name of the
+route that matched. Lines go to the ``thumbsvc.access`` logger: text by default,
 one JSON object per line with ``JsonFormatter`` (``THUMBSVC_LOG_JSON=1`` under ``thumbsvc serve``).
 """
 
@@ -11,38 +12,28 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from thumbsvc.metrics import ROUTE_CLASSES, Metrics
+from thumbsvc.metrics import ROUTE_NAMES, Metrics
+from thumbsvc.service import Record
 
 access_logger = logging.getLogger("thumbsvc.access")
 SCOPE_KEY = "thumbsvc.access"
 
 
-@dataclass(slots=True)
-class Access:
-    cache: str = "-"  # result cache: HIT, MISS, JOIN
-    source: str = "-"  # source cache: HIT, MISS, JOIN
-    render_s: float | None = None
-    fetch_s: float | None = None
-    error: str = ""  # internal detail of a ThumbError: logged, never sent
-
-
-def access_record(scope: Scope) -> Access:
-    """Return the request's access record (a throwaway one when the middleware is not installed)."""
+def record_of(scope: Scope) -> Record:
+    """Return the request's record (a throwaway one when the middleware is not installed)."""
     record = scope.get(SCOPE_KEY)
-    return record if isinstance(record, Access) else Access()
+    return record if isinstance(record, Record) else Record()
 
 
-def route_class(scope: Scope) -> str:
-    """The bounded route label: the matched endpoint's name if it is one of ours, else "other"."""
-    endpoint = scope.get("endpoint")
-    name = getattr(endpoint, "__name__", "other")
-    return name if name in ROUTE_CLASSES else "other"
+def route_label(scope: Scope) -> str:
+    """The bounded route label: the matched route's name if it is one of ours, else "other"."""
+    name = getattr(scope.get("route"), "name", None)
+    return name if name in ROUTE_NAMES else "other"
 
 
 class AccessLog:
@@ -57,7 +48,7 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        record = scope[SCOPE_KEY] = Access()
+        record = scope[SCOPE_KEY] = Record()
         status = 500  # an exception with no response sent is answered 500 by the server
         sent = 0
 
@@ -73,12 +64,12 @@ class AccessLog:
             await self.app(scope, receive, send_and_count)
         finally:
             elapsed = time.perf_counter() - started
-            route = route_class(scope)
+            route = record.route = route_label(scope)
             self.metrics.requests.labels(route, f"{status // 100}xx").inc()
             self.metrics.request_seconds.labels(route).observe(elapsed)
             self.log(scope, record, route, status, sent, elapsed)
 
-    def log(self, scope: Scope, record: Access, route: str, status: int, sent: int, elapsed: float) -> None:
+    def log(self, scope: Scope, record: Record, route: str, status: int, sent: int, elapsed: float) -> None:
         level = logging.WARNING if status >= 500 else logging.INFO
         if not access_logger.isEnabledFor(level):
             return

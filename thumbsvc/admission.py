@@ -1,26 +1,22 @@
-"""Admission control: bounded render slots, a bounded wait queue with a deadline, a memory budget.
+"""Admission control for renders: bounded render slots, a bounded wait queue with a deadline, the memory budget.
 
-A request takes its place with ``admit()`` *before* its source is loaded, so overload is
-shed before any origin traffic: when ``slots + queue_size`` requests are already admitted,
-or when the recent render times say the queue ahead of it would outlast its deadline, the
-next one gets ``Overloaded`` (503) at once. It holds a render slot only around pixel work
-(``run``), and waits for one at most ``timeout_s``; past that it gets ``Overloaded`` too.
+A request is admitted once its source bytes are in hand (downloads have their own limits:
+``sources.FetchGate``), so only pixel work ever holds a place here. ``run`` takes a place,
+waits (up to ``timeout_s``) for its share of the memory budget and a render slot, and runs the
+work in a worker thread. When ``slots + queue_size`` requests already hold a place, or when the
+recent render times say the queue ahead would outlast the deadline, the request gets
+``Overloaded`` (503) at once; past the deadline in the queue, it gets ``Overloaded`` too.
 Nothing here ever waits without a bound.
 
 Render slots are our own ``CapacityLimiter``; the worker threads run under a second limiter of
 the same size (a task cannot hold two tokens of one limiter), never under anyio's default
 40-thread limiter.
-
-The memory budget bounds the sum of the estimated working memory (``thumbsvc.memory``) of the
-renders running at once: a render waits, first come first served and within the same deadline,
-until it fits beside those running; one larger than the whole budget runs alone, never refused.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import time
+from collections.abc import Callable
 from functools import partial
 from typing import TypeVar, TypeVarTuple
 
@@ -29,7 +25,7 @@ import anyio.to_thread
 from anyio import CapacityLimiter
 
 from thumbsvc.errors import Overloaded
-from thumbsvc.memory import release_freed_memory
+from thumbsvc.memory import MemoryBudget
 from thumbsvc.metrics import Metrics
 
 T = TypeVar("T")
@@ -39,8 +35,6 @@ Ts = TypeVarTuple("Ts")
 READY_QUEUE_FRACTION = 0.8
 # Weight of the latest render in the moving average that predicts queue waits.
 RENDER_TIME_WEIGHT = 0.2
-# After a render estimated at this many bytes or more, freed heap pages go back to the kernel at once.
-TRIM_MIN_BYTES = 64_000_000
 
 
 class Admission:
@@ -53,24 +47,24 @@ class Admission:
         slots: int,
         queue_size: int,
         timeout_s: float,
-        memory_budget: int = 0,
+        memory: MemoryBudget | None = None,
         retry_after_s: int = 1,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.metrics = metrics
+        self.clock = clock  # times renders, for the expected wait
         self.slots = slots
         self.queue_size = queue_size
         self.timeout_s = timeout_s
-        self.memory_budget = memory_budget  # bytes; 0: no budget
+        self.memory = memory if memory is not None else MemoryBudget(0)
         self.retry_after_s = retry_after_s
         self.limiter = CapacityLimiter(slots)
         self._threads = CapacityLimiter(slots)
-        self.admitted = 0  # holding a place: loading a source, waiting for a slot, or rendering
+        self.admitted = 0  # holding a place: waiting for a slot, or rendering
         self.active = 0  # holding a render slot
         self.draining = False  # readyz says not ready; requests are still served
         self.closed = False  # shutting down: new requests are refused
         self._render_s: float | None = None  # moving average of recent render times
-        self.memory_in_use = 0  # estimated bytes of the renders granted their share
-        self._memory_waiters: deque[tuple[int, anyio.Event]] = deque()
 
     @property
     def capacity(self) -> int:
@@ -87,56 +81,65 @@ class Admission:
             return False
         return self.admitted - self.slots <= READY_QUEUE_FRACTION * self.queue_size
 
-    @asynccontextmanager
-    async def admit(self) -> AsyncIterator[None]:
-        """Hold a place in the queue for the body of the ``with``; raise ``Overloaded`` if there is none."""
-        if self.closed:
-            self._reject("draining", "shutting down")
-        if self.admitted >= self.capacity:
-            self._reject("queue_full", f"{self.admitted} admitted, capacity {self.capacity}")
-        expected_s = self.expected_wait_s()
-        if expected_s > self.timeout_s:
-            # It would wait out its deadline and fail anyway: fail it now, before it costs anything.
-            self._reject("queue_wait", f"expected wait {expected_s:.2f} s is over {self.timeout_s} s")
+    async def run(self, func: Callable[[*Ts], T], *args: *Ts, nbytes: int = 0) -> T:
+        """Take a place, wait (up to the deadline) for ``nbytes`` of the memory budget and a render slot,
+        and run ``func(*args)`` in a worker thread; return its result.
+
+        Raise ``Overloaded`` if there is no place, or if the wait would pass the deadline.
+        """
+        self._check_place()
         self.admitted += 1
-        self._update()
+        self._changed()
         try:
-            yield
+            return await self._run(func, *args, nbytes=nbytes)
         finally:
             self.admitted -= 1
-            self._update()
+            self._changed()
 
-    async def run(self, func: Callable[[*Ts], T], *args: *Ts, nbytes: int = 0) -> T:
-        """Wait (up to the deadline) for ``nbytes`` of the memory budget and a render slot; run ``func`` in a thread.
-
-        Raise ``Overloaded`` if the wait would pass the deadline. Call it inside ``admit()``.
-        """
+    async def _run(self, func: Callable[[*Ts], T], *args: *Ts, nbytes: int) -> T:
         started = anyio.current_time()
         reserved = slot = False
         try:
             with anyio.move_on_after(self.timeout_s):
-                await self._reserve_memory(nbytes)
+                await self.memory.reserve(nbytes)
                 reserved = True
                 await self.limiter.acquire()
                 slot = True
             self.metrics.queue_wait_seconds.observe(anyio.current_time() - started)
             if not slot:
-                self._reject("queue_timeout", f"no render slot within {self.timeout_s} s")
+                raise Overloaded(f"no render slot within {self.timeout_s} s", reason="queue_timeout")
             self.active += 1
-            self._update()
-            began = anyio.current_time()
+            self._changed()
+            began = self.clock()
             try:
-                if nbytes < TRIM_MIN_BYTES:
-                    return await anyio.to_thread.run_sync(func, *args, limiter=self._threads)
-                return await anyio.to_thread.run_sync(_trimmed, partial(func, *args), limiter=self._threads)
+                work = self.memory.trimmed(partial(func, *args), nbytes)
+                return await anyio.to_thread.run_sync(work, limiter=self._threads)
             finally:
-                self._observe_render(anyio.current_time() - began)
+                self._observe_render(self.clock() - began)
                 self.active -= 1
                 self.limiter.release()
-                self._update()
+                self._changed()
         finally:
             if reserved:
-                self._release_memory(nbytes)
+                self.memory.release(nbytes)
+
+    def _check_place(self) -> None:
+        if self.closed:
+            raise Overloaded("shutting down", reason="draining", retry_after_s=self.retry_after_s)
+        if self.admitted >= self.capacity:
+            raise Overloaded(
+                f"{self.admitted} admitted, capacity {self.capacity}",
+                reason="queue_full",
+                retry_after_s=self.retry_after_s,
+            )
+        expected_s = self.expected_wait_s()
+        if expected_s > self.timeout_s:
+            # It would wait out its deadline and fail anyway: fail it now, before it costs anything.
+            raise Overloaded(
+                f"expected wait {expected_s:.2f} s is over {self.timeout_s} s",
+                reason="queue_wait",
+                retry_after_s=self.retry_after_s,
+            )
 
     def expected_wait_s(self) -> float:
         """How long a request admitted now would wait for a render slot, from the recent render times.
@@ -154,51 +157,6 @@ class Admission:
         previous = self._render_s
         self._render_s = seconds if previous is None else previous + RENDER_TIME_WEIGHT * (seconds - previous)
 
-    async def _reserve_memory(self, nbytes: int) -> None:
-        """Take ``nbytes`` of the budget, first come first served; a render larger than the budget runs alone."""
-        if self.memory_budget <= 0 or nbytes <= 0:
-            return
-        if not self._memory_waiters and self._fits(nbytes):
-            self.memory_in_use += nbytes
-            return
-        waiter = (nbytes, anyio.Event())
-        self._memory_waiters.append(waiter)
-        try:
-            await waiter[1].wait()
-        except BaseException:
-            if waiter[1].is_set():  # granted just as we were cancelled: hand it back
-                self._release_memory(nbytes)
-            else:
-                self._memory_waiters.remove(waiter)
-                self._grant_memory()
-            raise
-
-    def _release_memory(self, nbytes: int) -> None:
-        if self.memory_budget <= 0 or nbytes <= 0:
-            return
-        self.memory_in_use -= nbytes
-        self._grant_memory()
-
-    def _grant_memory(self) -> None:
-        while self._memory_waiters and self._fits(self._memory_waiters[0][0]):
-            nbytes, event = self._memory_waiters.popleft()
-            self.memory_in_use += nbytes
-            event.set()
-
-    def _fits(self, nbytes: int) -> bool:
-        return self.memory_in_use == 0 or self.memory_in_use + nbytes <= self.memory_budget
-
-    def _reject(self, reason: str, detail: str) -> None:
-        self.metrics.rejected.labels(reason).inc()
-        raise Overloaded(f"{reason}: {detail}", retry_after_s=self.retry_after_s)
-
-    def _update(self) -> None:
+    def _changed(self) -> None:
         self.metrics.queue_depth.set(self.depth)
         self.metrics.renders_in_progress.set(self.active)
-
-
-def _trimmed(work: Callable[[], T]) -> T:
-    try:
-        return work()
-    finally:
-        release_freed_memory()

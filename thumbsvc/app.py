@@ -1,4 +1,10 @@
-"""``create_app(settings) -> Starlette``: routes, one exception handler, response headers."""
+"""``create_app(settings) -> Starlette``: named routes, the thumbnail endpoint, response headers.
+
+The thumbnail route is an endpoint class shaped like Starlette's ``StaticFiles``: an ASGI app
+whose small methods (``get_response``, ``is_not_modified``, ``thumbnail_response``,
+``error_response``, ...) can be overridden one at a time. Every route has a name; the access log
+and the metrics label requests by it.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +14,25 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import anyio.to_thread
 from anyio import CapacityLimiter
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from thumbsvc import decode
-from thumbsvc.accesslog import AccessLog, access_record
+from thumbsvc.accesslog import AccessLog, record_of
 from thumbsvc.admission import Admission
 from thumbsvc.config import Settings
-from thumbsvc.errors import BadRequest, ThumbError
+from thumbsvc.errors import BadRequest, Overloaded, ThumbError
 from thumbsvc.metrics import CONTENT_TYPE, Metrics
-from thumbsvc.service import Thumbnail, Thumbnailer
+from thumbsvc.service import Record, Thumbnail, Thumbnailer
 
 logger = logging.getLogger("thumbsvc")
 
@@ -59,11 +67,101 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(settings: Settings) -> Starlette:
-    """Given settings, return the ASGI application."""
+class ThumbnailEndpoint:
+    """``GET``/``HEAD`` of a signed thumbnail path: 200, 304, or a short error with its cache policy."""
+
+    def __init__(self, thumbnailer: Thumbnailer, *, cache_control: str, error_max_age_s: int) -> None:
+        self.thumbnailer = thumbnailer
+        self.cache_control = cache_control
+        self.error_max_age_s = error_max_age_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await self.get_response(request)
+        except ThumbError as exc:
+            record_of(scope).error = exc.detail
+            response = self.error_response(exc)
+        await response(scope, receive, send)
+
+    async def get_response(self, request: Request) -> Response:
+        """Given a request, return the thumbnail's response; raise ``ThumbError`` for every refusal."""
+        self.check_request(request)
+        thumb_request = self.thumbnailer.parse(raw_path(request), request.headers.get("accept"))
+        record = record_of(request.scope)
+        if self.is_revalidation(request.headers):
+            # A revalidation (a CDN's, a browser's) is answered from the inputs: no render.
+            etag = await self.thumbnailer.etag(thumb_request, record)
+            if self.is_not_modified(request.headers, etag):
+                return self.not_modified_response(etag, thumb_request.vary_accept, record)
+        thumb = await self.thumbnailer.thumbnail(thumb_request, record)
+        if self.is_not_modified(request.headers, thumb.etag):
+            return self.not_modified_response(thumb.etag, thumb.vary_accept, record)
+        return self.thumbnail_response(request, thumb, record)
+
+    def check_request(self, request: Request) -> None:
+        """Refuse what a thumbnail URL never carries: a query string (each would be a new CDN cache key)."""
+        if request.url.query or request.scope.get("extensions", {}).get("thumbsvc.query", False):
+            raise BadRequest("query string", public_message="Thumbnail URLs take no query string")
+
+    def is_revalidation(self, headers: Headers) -> bool:
+        """True for ``If-None-Match`` naming tags: answered without a render when the tag still holds.
+        ``*`` asks whether the thumbnail exists at all, which only a render tells."""
+        if_none_match = headers.get("if-none-match", "")
+        return bool(if_none_match) and if_none_match.strip() != "*"
+
+    def is_not_modified(self, headers: Headers, etag: str) -> bool:
+        if_none_match = headers.get("if-none-match")
+        if not if_none_match:
+            return False
+        if if_none_match.strip() == "*":
+            return True
+        tags = (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
+        return etag in tags
+
+    def validator_headers(self, etag: str, vary_accept: bool) -> dict[str, str]:
+        """The headers a 200 and a 304 share: caching, the ETag, and Vary for ``f:auto``."""
+        headers = {"Cache-Control": self.cache_control, "ETag": etag}
+        if vary_accept:
+            headers["Vary"] = "Accept"
+        return headers
+
+    def timing_headers(self, record: Record) -> dict[str, str]:
+        """Where the answer came from (``X-Cache``) and what it cost (``Server-Timing``, milliseconds)."""
+        headers = {"X-Cache": record.cache}
+        timings = [
+            f"{name};dur={seconds * 1000:.1f}"
+            for name, seconds in (("fetch", record.fetch_s), ("render", record.render_s))
+            if seconds is not None
+        ]
+        if timings:
+            headers["Server-Timing"] = ", ".join(timings)
+        return headers
+
+    def not_modified_response(self, etag: str, vary_accept: bool, record: Record) -> Response:
+        headers = {**self.validator_headers(etag, vary_accept), **self.timing_headers(record)}
+        return Response(status_code=304, headers=headers)
+
+    def thumbnail_response(self, request: Request, thumb: Thumbnail, record: Record) -> Response:
+        headers = {
+            **self.validator_headers(thumb.etag, thumb.vary_accept),
+            **self.timing_headers(record),
+            "Content-Length": str(len(thumb.data)),
+        }
+        body = b"" if request.method == "HEAD" else thumb.data
+        return Response(body, media_type=thumb.media_type, headers=headers)
+
+    def error_response(self, exc: ThumbError) -> Response:
+        if isinstance(exc, Overloaded):
+            self.thumbnailer.metrics.rejected.labels(exc.reason).inc()
+        return error_response(exc, self.error_max_age_s)
+
+
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> Starlette:
+    """Given settings, return the ASGI application. ``clock`` times the caches' entries."""
     decode.configure(settings.max_source_pixels)
     metrics = Metrics()
-    thumbnailer = Thumbnailer(settings, metrics)
+    thumbnailer = Thumbnailer(settings, metrics, clock=clock)
     admission = thumbnailer.admission
     scrape_limiter = CapacityLimiter(1)
 
@@ -80,31 +178,12 @@ def create_app(settings: Settings) -> Starlette:
             await thumbnailer.aclose()
             metrics.worker_exiting()
 
-    async def thumbnail(request: Request) -> Response:
-        if request.url.query:
-            raise BadRequest("query string", public_message="Thumbnail URLs take no query string")
-        thumb_request = thumbnailer.parse(raw_path(request), request.headers.get("accept"))
-        record = access_record(request.scope)
-        if_none_match = request.headers.get("if-none-match")
-        if if_none_match and if_none_match.strip() != "*":
-            # A revalidation (a CDN's, a browser's) is answered from the inputs: no render.
-            etag, cache, timing = await thumbnailer.etag(thumb_request)
-            if etag_matches(if_none_match, etag):
-                record.cache, record.source, record.fetch_s = cache, timing.source, timing.fetch_s
-                headers = validator_headers(etag, thumb_request.options.format == "auto", settings)
-                return Response(status_code=304, headers={**headers, "X-Cache": cache})
-        served = await thumbnailer.thumbnail(thumb_request)
-        record.cache, record.source = served.cache, served.timing.source
-        record.render_s, record.fetch_s = served.timing.render_s, served.timing.fetch_s
-        response = thumbnail_response(request, served.thumbnail, settings)
-        response.headers["X-Cache"] = served.cache
-        return response
-
     async def healthz(request: Request) -> Response:
         # Alive: answered on the event loop, never behind the render slots.
         return PlainTextResponse("ok", headers=NO_STORE)
 
     async def readyz(request: Request) -> Response:
+        # Render saturation only: stalled downloads hold no render slot and no queue place.
         if admission.draining:
             return PlainTextResponse("draining\n", status_code=503, headers=NO_STORE)
         if not admission.ready():
@@ -121,7 +200,7 @@ def create_app(settings: Settings) -> Starlette:
 
     async def thumb_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ThumbError)
-        access_record(request.scope).error = exc.detail
+        record_of(request.scope).error = exc.detail
         return error_response(exc, settings.error_max_age_s)
 
     async def server_error(request: Request, exc: Exception) -> Response:
@@ -132,20 +211,23 @@ def create_app(settings: Settings) -> Starlette:
             response.headers[name.decode("latin-1")] = value.decode("latin-1")
         return response
 
-    dev_routes = []
+    dev_routes: list[BaseRoute] = []
     if settings.dev_mode:
         # Imported only in development mode: the playground is about 1 MiB of an idle process.
         from thumbsvc import playground
 
         dev_routes = playground.routes(thumbnailer, settings)
+    endpoint = ThumbnailEndpoint(
+        thumbnailer, cache_control=settings.cache_control, error_max_age_s=settings.error_max_age_s
+    )
     app = Starlette(
         routes=[
             *dev_routes,  # "/" is the playground
-            Route("/", index, methods=["GET", "HEAD"]),
-            Route("/healthz", healthz, methods=["GET", "HEAD"]),
-            Route("/readyz", readyz, methods=["GET", "HEAD"]),
-            Route("/metrics", metrics_text, methods=["GET", "HEAD"]),
-            Route("/{path:path}", thumbnail, methods=["GET", "HEAD"]),
+            Route("/", index, methods=["GET", "HEAD"], name="index"),
+            Route("/healthz", healthz, methods=["GET", "HEAD"], name="healthz"),
+            Route("/readyz", readyz, methods=["GET", "HEAD"], name="readyz"),
+            Route("/metrics", metrics_text, methods=["GET", "HEAD"], name="metrics"),
+            Route("/{path:path}", endpoint, methods=["GET", "HEAD"], name="thumbnail"),
         ],
         exception_handlers={ThumbError: thumb_error, Exception: server_error},
         lifespan=lifespan,
@@ -209,34 +291,11 @@ def raw_path(request: Request) -> str:
     return path
 
 
-def validator_headers(etag: str, vary_accept: bool, settings: Settings) -> dict[str, str]:
-    """The headers a 200 and a 304 share: caching, the ETag, and Vary for ``f:auto``."""
-    headers = {"Cache-Control": settings.cache_control, "ETag": etag}
-    if vary_accept:
-        headers["Vary"] = "Accept"
-    return headers
-
-
-def thumbnail_response(request: Request, thumb: Thumbnail, settings: Settings) -> Response:
-    headers = validator_headers(thumb.etag, thumb.vary_accept, settings)
-    if etag_matches(request.headers.get("if-none-match"), thumb.etag):
-        return Response(status_code=304, headers=headers)
-    headers["Content-Length"] = str(len(thumb.data))
-    body = b"" if request.method == "HEAD" else thumb.data
-    return Response(body, media_type=thumb.media_type, headers=headers)
-
-
-def etag_matches(if_none_match: str | None, etag: str) -> bool:
-    if not if_none_match:
-        return False
-    if if_none_match.strip() == "*":
-        return True
-    tags = (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
-    return etag in tags
-
-
-def error_response(exc: ThumbError, max_age_s: int) -> Response:
+def error_response(exc: ThumbError, max_age_s: int, headers: Mapping[str, str] | None = None) -> Response:
     """A short plain-text answer; deterministic 4xx may be cached for ``max_age_s``, the rest never."""
     cache = f"public, max-age={max_age_s}" if exc.cache_ttl_s and max_age_s else "no-store"
-    headers = {"Cache-Control": cache, **exc.headers}
-    return PlainTextResponse(exc.public_message + "\n", status_code=exc.status_code, headers=headers)
+    return PlainTextResponse(
+        exc.public_message + "\n",
+        status_code=exc.status_code,
+        headers={"Cache-Control": cache, **exc.headers, **(headers or {})},
+    )

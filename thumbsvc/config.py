@@ -48,6 +48,9 @@ class Settings:
     connect_timeout_s: float = 3.0
     fetch_timeout_s: float = 10.0
     max_redirects: int = 3
+    # Remote fetches at once (per process, and per origin host); as many again times FETCH_QUEUE_FACTOR wait.
+    fetch_concurrency: int = 16
+    fetch_concurrency_per_host: int = 8
     render_slots: int = field(default_factory=_cpu_count)
     queue_size: int = -1  # -1: four per render slot
     queue_timeout_s: float = 2.0
@@ -61,6 +64,11 @@ class Settings:
     # alone. 0: no budget. -1: MEMORY_BUDGET_PER_SLOT per render slot (110 MB for 2 slots, which keeps one
     # process near 150 MB on 24 MP JPEGs: docs/performance.md).
     render_memory_budget: int = -1
+    # A render estimated over this is refused with 413 before decoding: one such render, the caches and an
+    # idle process fit the 1 GiB memory limit of deploy/k8s (docs/operations.md, "Memory").
+    max_render_memory: int = 512_000_000
+    render_timeout_s: float = 10.0  # a render still running after this is abandoned at its next step (503)
+    refusal_cache_ttl_s: float = 60.0  # seconds a 413/415/422 of a source or a request is remembered
     drain_delay_s: float = 0.0  # after SIGTERM, answer /readyz 503 but keep serving this long before shutting down
     shutdown_timeout_s: float = 10.0  # then wait this long for requests in flight
     cache_control: str = DEFAULT_CACHE_CONTROL
@@ -73,7 +81,16 @@ class Settings:
             object.__setattr__(self, "queue_size", 4 * self.render_slots)
         if self.render_memory_budget == -1:
             object.__setattr__(self, "render_memory_budget", MEMORY_BUDGET_PER_SLOT * self.render_slots)
-        for name in ("max_output_px", "max_source_pixels", "max_source_bytes", "max_frames", "render_slots"):
+        for name in (
+            "max_output_px",
+            "max_source_pixels",
+            "max_source_bytes",
+            "max_frames",
+            "render_slots",
+            "fetch_concurrency",
+            "fetch_concurrency_per_host",
+            "max_render_memory",
+        ):
             self._require(name, getattr(self, name) >= 1, ">= 1")
         for name in (
             "queue_size",
@@ -87,9 +104,16 @@ class Settings:
             "source_cache_ttl_s",
             "decoded_cache_ttl_s",
             "drain_delay_s",
+            "refusal_cache_ttl_s",
         ):
             self._require(name, getattr(self, name) >= 0, ">= 0")
-        for name in ("connect_timeout_s", "fetch_timeout_s", "queue_timeout_s", "shutdown_timeout_s"):
+        for name in (
+            "connect_timeout_s",
+            "fetch_timeout_s",
+            "queue_timeout_s",
+            "shutdown_timeout_s",
+            "render_timeout_s",
+        ):
             self._require(name, getattr(self, name) > 0, "> 0")
         for cidr in self.allow_private_networks:
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 from typing import Any
 
 from PIL import Image
@@ -129,7 +130,47 @@ def encode_animation(
         raise ValueError(f"{fmt!r} cannot hold an animation")
     buffer = io.BytesIO()
     frames[0].save(buffer, fmt.upper(), **options)
-    return buffer.getvalue(), MEDIA_TYPES[fmt]
+    data = buffer.getvalue()
+    return (zero_timestamps(data) if fmt == "avif" else data), MEDIA_TYPES[fmt]
+
+
+# ISOBMFF boxes that hold other boxes, on the way to the ones that carry timestamps.
+_CONTAINER_BOXES = frozenset({b"moov", b"trak", b"mdia"})
+_TIMESTAMPED_BOXES = frozenset({b"mvhd", b"tkhd", b"mdhd"})
+
+
+def zero_timestamps(data: bytes) -> bytes:
+    """Given an AVIF image sequence, return it with the creation and modification times of its movie,
+    track and media headers set to zero.
+
+    libavif stamps the wall-clock time into those boxes, so the same frames encoded a second later
+    differ in ten bytes; a thumbnail must be the same bytes on every instance (its ETag says so).
+    """
+    out = bytearray(data)
+    _zero_boxes(out, 0, len(out))
+    return bytes(out)
+
+
+def _zero_boxes(data: bytearray, start: int, end: int) -> None:
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1 and pos + 16 <= end:
+            size, header = struct.unpack_from(">Q", data, pos + 8)[0], 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            return  # not a box structure we understand: leave the rest as it is
+        body = pos + header
+        if kind in _CONTAINER_BOXES:
+            _zero_boxes(data, body, pos + size)
+        elif kind in _TIMESTAMPED_BOXES and body + 4 <= pos + size:
+            # A full box: version, flags, then creation and modification time (4 bytes each, 8 in version 1).
+            width = 8 if data[body] == 1 else 4
+            stop = min(body + 4 + 2 * width, pos + size)
+            data[body + 4 : stop] = bytes(stop - body - 4)
+        pos += size
 
 
 def _binary_alpha(image: Image.Image) -> Image.Image:

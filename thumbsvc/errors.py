@@ -14,13 +14,16 @@ answer (``None`` means ``no-store``)::
     ├── UnprocessableSource    422  corrupt or undecodable image
     ├── UpstreamError          502  origin 5xx, connection failure, too many redirects
     ├── UpstreamTimeout        504  origin did not answer within the deadline
-    └── Overloaded             503  queue full or queue deadline expired
+    └── Overloaded             503  render queue or fetch slots full, queue deadline expired
+        └── RenderTimeout      503  the render passed its deadline and was abandoned
 
 The internal ``detail`` (logged, may name a URL or path) is kept apart from the
 ``public_message`` (sent to the client, never names a URL, address or path).
 """
 
 from __future__ import annotations
+
+import copy
 
 ERROR_CACHE_TTL_S = 60
 
@@ -36,6 +39,12 @@ class ThumbError(Exception):
         self.detail = detail or self.public_message
         if public_message is not None:
             self.public_message = public_message
+
+    def clone(self) -> ThumbError:
+        """A copy to raise again (a shared or remembered error), so each raise decorates its own object."""
+        twin = copy.copy(self)
+        twin.__traceback__ = None
+        return twin
 
 
 class BadRequest(ThumbError):
@@ -91,6 +100,14 @@ class Overloaded(ThumbError):
     public_message = "Overloaded, try again shortly"
     cache_ttl_s = None
 
-    def __init__(self, detail: str = "", *, retry_after_s: int = 1) -> None:
+    reason = "overloaded"  # a label of thumbsvc_rejected_total
+
+    def __init__(self, detail: str = "", *, reason: str | None = None, retry_after_s: int = 1) -> None:
         super().__init__(detail)
+        if reason is not None:
+            self.reason = reason
         self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class RenderTimeout(Overloaded):
+    reason = "render_timeout"

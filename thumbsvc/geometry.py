@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 from thumbsvc.options import RenderOptions
 
+# Pillow's ``resize(reducing_gap=...)``: reduce by an integer factor first while the remaining ratio is
+# over this, then resample (the pipeline's resize; the memory estimate counts the reduced copy).
+REDUCING_GAP = 3.0
+
 # Named gravities as anchor fractions (x, y) of the free space.
 ANCHORS: dict[str, tuple[float, float]] = {
     "center": (0.5, 0.5),

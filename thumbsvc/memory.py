@@ -1,12 +1,16 @@
-"""What one render holds in memory at its peak, estimated from the source's header before any pixel is decoded.
+"""What one render holds in memory, estimated from the source's header, and the budget that bounds it.
 
-Admission keeps the sum of these estimates over the renders running at once within
-``THUMBSVC_RENDER_MEMORY_BUDGET`` (``Admission.run``). The model follows where the bytes go
-(docs/performance.md, "Memory"); each figure was measured as the peak resident-set growth of one
-render in a fresh process, and ``tests/test_memory.py`` checks the estimate against real renders.
+``MemoryBudget`` keeps the sum of the estimates of the renders running at once within
+``THUMBSVC_RENDER_MEMORY_BUDGET``: a render waits, first come first served and within its queue
+deadline, until it fits beside those running. A render whose estimate is over the hard ceiling
+(``THUMBSVC_MAX_RENDER_MEMORY``) is refused with 413 before anything is decoded (the service
+checks it after the pipeline's header steps). ``release_freed_memory`` hands what glibc keeps
+after a large render back to the kernel.
 
-A render has two phases; its peak is the larger of them, plus what a decoder keeps for as long
-as the image is open:
+The estimate (``render_bytes``) follows where the bytes go (docs/operations.md, "Memory"); each
+figure was measured as the peak resident-set growth of one render in a fresh process, and
+``tests/test_memory.py`` checks the estimate against real renders. A render has two phases; its
+peak is the larger of them, plus what a decoder keeps for as long as the image is open:
 
 - **decode**: the decoded image at the DCT scale (Pillow stores every 3- and 4-band mode in
   4 bytes a pixel), beside what the decoder holds while it runs: a progressive JPEG keeps every
@@ -24,10 +28,8 @@ encoder has them all: ``frames x canvas x KEPT_FRAME_BYTES`` more. Figures are s
 over-estimates by design (0-40 % above the measured peaks, up to 60 % for animations): a budget
 that under-counted would not bound anything.
 
-The request is planned exactly as the render plans it (``decoded.plan_request``: orientation,
-output kind, DCT scale), which reads headers only, a PNG's late eXIf chunk included
-(``decode.open_image``). ``release_freed_memory`` hands what glibc keeps after a large render
-back to the kernel (``Admission`` calls it after renders estimated at 64 MB or more).
+This module reads headers only; it knows nothing of the pipeline (which calls it from its plan
+step) or of admission (which holds a ``MemoryBudget``).
 """
 
 from __future__ import annotations
@@ -35,27 +37,29 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import TypeVar
 
+import anyio
 from PIL import Image
 
-from thumbsvc import animation
 from thumbsvc.color import has_alpha
-from thumbsvc.decode import Limits, frame_count
-from thumbsvc.decoded import Planned, plan_request
-from thumbsvc.options import RenderOptions
-from thumbsvc.pipeline import REDUCING_GAP, upright_size
+from thumbsvc.decode import frame_count
+from thumbsvc.geometry import REDUCING_GAP
 
 __all__ = [
     "Header",
-    "decoded_render_bytes",
-    "estimate",
-    "planned_bytes",
+    "MemoryBudget",
+    "coefficient_bytes",
     "read_header",
     "release_freed_memory",
     "render_bytes",
+    "stored_bytes",
 ]
+
+T = TypeVar("T")
 
 JPEG_FORMATS = frozenset({"JPEG", "MPO"})
 # Pillow's storage per pixel; every mode not listed takes 4 bytes (RGB included).
@@ -74,6 +78,8 @@ OUTPUT_ALPHA_BYTES = {"webp": 28, "avif": 16}
 DEFAULT_OUTPUT_BYTES = 8
 KEPT_FRAME_BYTES = 7  # per pixel of every output frame of an animation, encoder included
 FIXED_BYTES = 3_000_000  # decoder and encoder state, row buffers, objects
+# After a render estimated at this many bytes or more, freed heap pages go back to the kernel at once.
+TRIM_MIN_BYTES = 64_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +113,11 @@ def read_header(image: Image.Image, size: tuple[int, int] | None = None) -> Head
     )
 
 
+def stored_bytes(mode: str) -> int:
+    """Bytes Pillow stores per pixel of ``mode``."""
+    return _STORED_BYTES.get(mode, 4)
+
+
 def coefficient_bytes(header: Header) -> int:
     """The whole-image DCT coefficient buffer of a progressive JPEG (0 for any other source)."""
     if header.format not in JPEG_FORMATS or not header.progressive:
@@ -128,6 +139,7 @@ def render_bytes(
     kind: str = "jpeg",
     planar: bool = False,
     frames: int = 1,
+    decodes: bool = True,
 ) -> int:
     """Return the estimated peak bytes of one render.
 
@@ -135,17 +147,21 @@ def render_bytes(
     ``size``: what the decoded image is resampled to, in stored orientation (default: not resampled).
     ``canvas``: the output size (default: ``size``). ``kind``: the output format. ``planar``: a
     JPEG decoded as YCbCr planes. ``frames``: output frames kept at once (an animation's count).
+    ``decodes``: False for a render from a frame decoded at ``denominator`` and held elsewhere (the
+    decoded-source cache, which counts it in its own byte bound): no decoder state is charged.
     """
     width, height = header.size
     scale = denominator if header.format in JPEG_FORMATS else 1
     decoded_w, decoded_h = _ceil(width, scale), _ceil(height, scale)
     decoded_px = decoded_w * decoded_h
     mode = "YCbCr" if planar else header.mode
-    decoded = decoded_px * _STORED_BYTES.get(mode, 4)
+    decoded = decoded_px * stored_bytes(mode)
     source_px = width * height
 
     resident = transient = 0  # decoder state: for as long as the image is open / during the decode
-    if header.format == "WEBP":
+    if not decodes:
+        pass
+    elif header.format == "WEBP":
         resident = WEBP_DECODER_BYTES * source_px
         transient = WEBP_FRAME_COPY_BYTES * source_px
     elif header.format in ("AVIF", "HEIF"):
@@ -177,51 +193,71 @@ def render_bytes(
     return FIXED_BYTES + resident + kept + max(decoded + transient, decoded + working + output)
 
 
-def estimate(data: bytes, options: RenderOptions, limits: Limits, accept: str | None, *, shared: bool) -> int:
-    """Given source bytes and a request, return the estimated peak bytes of its render; nothing is decoded.
+class MemoryBudget:
+    """The estimated bytes of the renders running at once in one process, and the renders waiting for a share.
 
-    ``shared``: the decoded-source cache is on, so a large JPEG decodes at its shared scale
-    (``decoded.plan_request``). Raise the errors the render would raise from the header.
+    ``limit_bytes`` of 0 turns the budget off. A render waits, first come first served, until
+    its estimate fits beside the renders running; while none runs, any render fits (the hard
+    ceiling, checked before a render is admitted, bounds how large that one can be).
     """
-    planned = plan_request(data, options, limits, accept)
-    return planned_bytes(planned, planned.shared if shared else planned.own)
 
+    def __init__(self, limit_bytes: int, *, trim_min_bytes: int = TRIM_MIN_BYTES) -> None:
+        self.limit_bytes = limit_bytes
+        self.trim_min_bytes = trim_min_bytes
+        self.in_use = 0
+        self._waiters: deque[tuple[int, anyio.Event]] = deque()
 
-def planned_bytes(planned: Planned, denominator: int) -> int:
-    """The estimate for a request planned by ``decoded.plan_request``, decoded at 1/``denominator``."""
-    job = planned.job
-    header = read_header(planned.image, upright_size(job.upright, job.orientation))
-    return _planned_render_bytes(planned, header, denominator)
+    @property
+    def enabled(self) -> bool:
+        return self.limit_bytes > 0
 
+    async def reserve(self, nbytes: int) -> None:
+        """Wait until ``nbytes`` fit and take them; a cancelled waiter takes nothing."""
+        if not self.enabled or nbytes <= 0:
+            return
+        if not self._waiters and self._fits(nbytes):
+            self.in_use += nbytes
+            return
+        waiter = (nbytes, anyio.Event())
+        self._waiters.append(waiter)
+        try:
+            await waiter[1].wait()
+        except BaseException:
+            if waiter[1].is_set():  # granted just as we were cancelled: hand it back
+                self.release(nbytes)
+            else:
+                self._waiters.remove(waiter)
+                self._grant()
+            raise
 
-def _planned_render_bytes(planned: Planned, header: Header, denominator: int) -> int:
-    job, layout = planned.job, planned.layout
-    frames = 1
-    if planned.animated and job.kind in animation.ANIMATED_KINDS:
-        frames = len(animation.frame_indices(planned.image))
-    return render_bytes(
-        header,
-        denominator=denominator if not planned.animated else 1,
-        size=upright_size(layout.size, job.orientation),
-        canvas=layout.canvas,
-        kind=job.kind,
-        planar=planned.planar,
-        frames=frames,
-    )
+    def release(self, nbytes: int) -> None:
+        if not self.enabled or nbytes <= 0:
+            return
+        self.in_use -= nbytes
+        self._grant()
 
+    def trimmed(self, work: Callable[[], T], nbytes: int) -> Callable[[], T]:
+        """Given blocking work estimated at ``nbytes``, return it followed by ``release_freed_memory``
+        when it was large enough to leave hundreds of MB in glibc's heaps (run it in the worker thread)."""
+        if nbytes < self.trim_min_bytes:
+            return work
 
-def decoded_render_bytes(planned: Planned, decodes: bool) -> int:
-    """The estimate for a render through the decoded-source cache (``decoded.DecodedCache.render``).
+        def run() -> T:
+            try:
+                return work()
+            finally:
+                release_freed_memory()
 
-    ``decodes``: it decodes the source at the shared scale (and keeps the frame for the others).
-    Otherwise it renders from a frame already decoded: no decoder buffers, and the frame is the
-    cache's (counted in its byte bound); what it holds is at most the frame box-reduced to its own
-    scale, counted as a decode at that scale of a file without a coefficient buffer.
-    """
-    if decodes:
-        return planned_bytes(planned, planned.shared)
-    header = read_header(planned.image, upright_size(planned.job.upright, planned.job.orientation))
-    return _planned_render_bytes(planned, replace(header, progressive=False), planned.own)
+        return run
+
+    def _grant(self) -> None:
+        while self._waiters and self._fits(self._waiters[0][0]):
+            nbytes, event = self._waiters.popleft()
+            self.in_use += nbytes
+            event.set()
+
+    def _fits(self, nbytes: int) -> bool:
+        return self.in_use == 0 or self.in_use + nbytes <= self.limit_bytes
 
 
 def _ceil(value: int, divisor: int) -> int:

@@ -29,9 +29,29 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-ROUTE_CLASSES = ("thumbnail", "index", "healthz", "readyz", "metrics", "other")
-CACHE_NAMES = ("result", "source", "decoded")
-REJECT_REASONS = ("queue_full", "queue_wait", "queue_timeout", "draining")
+# Route names (app.py and the playground's), the values of the ``route`` label; anything else is "other".
+ROUTE_NAMES = (
+    "thumbnail",
+    "index",
+    "healthz",
+    "readyz",
+    "metrics",
+    "playground",
+    "playground_grid",
+    "playground_sign",
+    "playground_static",
+)
+CACHE_NAMES = ("result", "source", "decoded", "refusal")
+REJECT_REASONS = (
+    "queue_full",
+    "queue_wait",
+    "queue_timeout",
+    "draining",
+    "fetch_full",
+    "fetch_host_full",
+    "fetch_wait",
+    "render_timeout",
+)
 SOURCE_KINDS = ("local", "remote")
 
 # Renders take milliseconds (small JPEGs) to seconds (50 MP sources, big AVIFs).
@@ -61,13 +81,13 @@ class Metrics:
 
         self.requests = Counter(
             "thumbsvc_requests_total",
-            "HTTP requests answered, by route class and status class.",
+            "HTTP requests answered, by route name and status class.",
             ["route", "status"],
             registry=registry,
         )
         self.request_seconds = Histogram(
             "thumbsvc_request_seconds",
-            "Time to answer an HTTP request, by route class.",
+            "Time to answer an HTTP request, by route name.",
             ["route"],
             buckets=REQUEST_BUCKETS_S,
             registry=registry,
@@ -131,13 +151,13 @@ class Metrics:
         )
         self.rejected = Counter(
             "thumbsvc_rejected_total",
-            "Requests refused with 503 by admission control, by reason.",
+            "Requests refused with 503 (render queue, fetch slots, render deadline), by reason.",
             ["reason"],
             registry=registry,
         )
         self.queue_depth = Gauge(
             "thumbsvc_queue_depth",
-            "Admitted requests not holding a render slot (loading their source or waiting for a slot).",
+            "Admitted renders waiting for a render slot (downloads are not admitted until their bytes are in).",
             multiprocess_mode="livesum",
             registry=registry,
         )

@@ -1,11 +1,23 @@
-"""The render step: source bytes and options in, encoded thumbnail out.
+"""The render pipeline: source bytes in, encoded thumbnail out, as a list of steps over one job.
 
-``render`` runs in a worker thread, never on the event loop. It is an ordered list of
-small steps over one image::
+A ``Job`` holds what one render knows; each step is a small function that reads it and fills
+in the next part, and ``run`` hands the job from step to step, checking the render deadline
+between them (a render past its deadline is abandoned at the next step: ``RenderTimeout``)::
 
-    open (header only, limits) → orientation → output kind → plan → draft (JPEG DCT scaling)
-    → decode → normalise mode → [smart focus] → resize (premultiplied alpha) → orient
-    → to sRGB (ICC / CMYK, on the small image) → pad → flatten → encode (no metadata)
+    probe    open the header under the limits: format, size, orientation, profile, output kind
+    plan     the geometry (geometry.plan) and the decode rule (decode_scale); the memory estimate
+    ---- nothing above decodes a pixel: every 4xx of the options and the header is raised here ----
+    decode   decode at the planned JPEG DCT scale, into a working mode (or take a decoded frame given)
+    reduce   box-reduce the decoded frame to this request's own scale (decode_scale's second half)
+    focus    gravity=smart: re-plan a cover crop around the subject of the decoded pixels
+    resize   resample the plan's region to the output size, still in stored orientation
+    orient   apply the EXIF orientation to the small result
+    colour   convert to sRGB through the embedded ICC profile (CMYK through a fallback profile)
+    compose  pad onto the canvas, flatten alpha for formats without it
+    encode   write the output format, no metadata
+
+An animation runs ``decode`` and the per-frame steps on every frame (``animate``) and is encoded
+whole; the deadline is checked between frames too.
 
 The plan is in upright pixels (after EXIF orientation), but the decoded image is resampled as
 stored, over the plan's region mapped back through the orientation, and only the small result is
@@ -17,31 +29,53 @@ chroma at half of it, and the JPEG encoder takes the planes as they are. Luma is
 detail is; resampling one plane instead of three halves the resize, and the encoder would
 throw the extra chroma resolution away.
 
-An animation runs the per-frame steps on every frame and is encoded whole.
+The decoded frame (``Decoded``) is never modified by the steps after it, so one decode can
+serve several requests (the service's decoded-source cache hands it to ``Job.decoded``); which
+scale is decoded depends only on the source and the request (``decode_scale``), so a thumbnail
+is byte-identical whether its frame came from a cache or from its own decode.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from PIL import ExifTags, Image
 
-from thumbsvc import animation, color, smartcrop
+from thumbsvc import animation, color, memory, smartcrop
 from thumbsvc.decode import Limits, open_image, pillow_errors
-from thumbsvc.encoding import ALPHA_FORMATS, encode, encode_animation, negotiate, output_kind
-from thumbsvc.errors import BadRequest, SourceTooLarge
-from thumbsvc.geometry import GeometryError, Plan, plan, stored_box
+from thumbsvc.encoding import ALPHA_FORMATS, encode, encode_animation, output_kind
+from thumbsvc.errors import BadRequest, RenderTimeout, SourceTooLarge
+from thumbsvc.geometry import REDUCING_GAP, GeometryError, Plan, stored_box
+from thumbsvc.geometry import plan as plan_geometry
 from thumbsvc.options import RenderOptions
 
-__all__ = ["Limits", "Rendered", "read_orientation", "render", "upright_size"]
+__all__ = [
+    "HEADER_STEPS",
+    "Decoded",
+    "Job",
+    "Rendered",
+    "decode_scale",
+    "pixel_steps",
+    "read_orientation",
+    "render",
+    "run",
+    "upright_size",
+]
 
 # Decode JPEGs at the smallest DCT scale (1/2, 1/4, 1/8) that still leaves at least this
-# many source pixels per output pixel for the final resample. Measured (bench/proposals.md,
-# P2): 1/2 keeps luma PSNR within 0.4 dB of a full decode down to 1.3 px left; 1/4 and 1/8
+# many source pixels per output pixel for the final resample. Measured (docs/decisions.md):
+# 1/2 keeps luma PSNR within 0.4 dB of a full decode down to 1.3 px left; 1/4 and 1/8
 # need 2 (1/8 is a DC-only decode, a box filter).
 DRAFT_MIN_RATIO = {8: 2.0, 4: 2.0, 2: 1.3}
-REDUCING_GAP = 3.0
+# A large JPEG is decoded at most this coarsely: the coarsest DCT scale that keeps this many pixels
+# on the long edge (enough, by the rule above, for outputs up to about 1200 px). Smaller outputs
+# box-reduce that decode by an integer factor, so the sizes of one photo a gallery page asks for
+# at once can share one decode (docs/performance.md measures the rule).
+MIN_SHARED_EDGE_PX = 1600
+DENOMINATORS = (8, 4, 2)  # the JPEG decoder's DCT scales below full size, coarsest first
 # Chroma planes are box-reduced by the whole part of ratio / CHROMA_REDUCING_GAP, then resampled
 # to half the output size with CHROMA_FILTER.
 CHROMA_REDUCING_GAP = 1.25
@@ -54,7 +88,7 @@ ADOBE_RGB_TRANSFORM = 0
 RGB_COMPONENT_IDS = (ord("R"), ord("G"), ord("B"))
 
 # Bump whenever a change to the pipeline changes its output: it is part of every ETag.
-RENDER_VERSION = "7"
+RENDER_VERSION = "8"
 
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -77,138 +111,325 @@ class Rendered:
 
 
 @dataclass(frozen=True, slots=True)
+class Decoded:
+    """A decoded still, in a working mode and stored orientation, at 1/``denominator``; never modified."""
+
+    frame: Image.Image
+    denominator: int
+    scale: float  # decoded pixels per source pixel, exactly (the decoder pads its last block)
+    nbytes: int  # what holding it costs
+
+
+@dataclass(slots=True)
 class Job:
-    """What every frame of one render shares."""
+    """One render's state. The caller fills the first block; the steps fill the rest, in order."""
 
+    data: bytes
     options: RenderOptions
-    kind: str
-    upright: tuple[int, int]
-    orientation: int
-    icc_profile: bytes | None
-    # Decoded pixels per source pixel: 1/2, 1/4 or 1/8 after JPEG DCT scaling. Exact: the decoder
-    # pads the last block, so a decoded image is ceil(size * scale) wide but its grid is size * scale.
-    scale: float = 1.0
+    limits: Limits
+    auto_format: str = ""  # what ``f:auto`` negotiated ("avif", "webp"), or "": the source's kind
+    deadline: float = math.inf  # a ``time.monotonic()`` value; past it the render is abandoned
+    decoded: Decoded | None = None  # a decoded frame handed in (the service's decoded cache), or decode's own
+
+    # probe
+    image: Image.Image | None = field(default=None, repr=False)
+    header: memory.Header | None = None
+    orientation: int = 1
+    icc_profile: bytes | None = field(default=None, repr=False)
+    kind: str = ""  # output format
+    animated: bool = False
+    # plan
+    layout: Plan | None = None
+    denominator: int = 1  # JPEG DCT scale of the decode: 1, 2, 4 or 8
+    factor: int = 1  # then box-reduced by this factor, to the request's own scale
+    planar: bool = False  # decoded as YCbCr planes (see the module docstring)
+    decode_bytes: int = 0  # memory estimate of the whole render
+    finish_bytes: int = 0  # ... of the steps after the decode, from a frame held elsewhere
+    # decode and the per-frame steps
+    scale: float = 1.0  # pixels of ``pixels`` per source pixel, before the resize
+    pixels: Image.Image | None = field(default=None, repr=False)
+    frames: list[Image.Image] = field(default_factory=list, repr=False)
+    durations_ms: list[int] = field(default_factory=list)
+    # encode
+    rendered: Rendered | None = None
+
+    @property
+    def opened(self) -> Image.Image:
+        assert self.image is not None, "probe has not run"
+        return self.image
+
+    @property
+    def plan(self) -> Plan:
+        assert self.layout is not None, "plan has not run"
+        return self.layout
+
+    @property
+    def picture(self) -> Image.Image:
+        assert self.pixels is not None, "decode has not run"
+        return self.pixels
+
+    @property
+    def upright(self) -> tuple[int, int]:
+        assert self.header is not None, "probe has not run"
+        return upright_size(self.header.size, self.orientation)
+
+    @property
+    def shares_decode(self) -> bool:
+        """True when the decoded frame may serve other requests (a still, decoded once)."""
+        return not self.animated
+
+    @property
+    def result(self) -> Rendered:
+        assert self.rendered is not None, "encode has not run"
+        return self.rendered
+
+    def check_deadline(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise RenderTimeout("render deadline passed")
 
 
-def render(data: bytes, options: RenderOptions, limits: Limits, accept: str | None = None) -> Rendered:
-    """Given source bytes and options, return the encoded thumbnail.
+Step = Callable[[Job], None]
 
-    Raise ``BadRequest`` when the options cannot apply to this image (crop box outside
-    it, output too large) and the decode errors of ``decode.open_image``.
+
+def run(job: Job, steps: Sequence[Step]) -> Job:
+    """Run ``steps`` over ``job`` in order, checking the render deadline before each; return the job.
+
+    Raise ``RenderTimeout`` once the deadline has passed, and whatever a step raises (errors.py).
     """
-    image, job, layout = open_job(data, options, limits, accept)
-    with pillow_errors():
-        if animation.is_animated(image) and job.kind in animation.ANIMATED_KINDS:
-            return render_animation(image, job, layout, limits)
-        scale = draft(image, layout, planar=decodes_planar(image, job.kind))
-        job = replace(job, scale=scale)
-        image.load()
-        frame = prepare(image, job)
-    return render_decoded(frame, job, layout, limits)
+    for step in steps:
+        job.check_deadline()
+        step(job)
+    return job
 
 
-def open_job(
-    data: bytes, options: RenderOptions, limits: Limits, accept: str | None = None
-) -> tuple[Image.Image, Job, Plan]:
-    """The steps of ``render`` before any pixel is decoded: open the header, choose the output kind, plan.
+def render(
+    data: bytes, options: RenderOptions, limits: Limits, *, auto_format: str = "", timeout_s: float | None = None
+) -> Rendered:
+    """Given source bytes and options, return the encoded thumbnail: every step, in this thread.
 
-    Return the opened (not yet drafted or decoded) image, the job and the plan. Raise as ``render``.
+    Raise ``BadRequest`` when the options cannot apply to this image (crop box outside it,
+    output too large), the decode errors of ``decode.open_image`` and ``RenderTimeout``.
     """
-    image = open_image(data, limits)
+    deadline = math.inf if timeout_s is None else time.monotonic() + timeout_s
+    job = run(Job(data, options, limits, auto_format=auto_format, deadline=deadline), HEADER_STEPS)
+    return run(job, pixel_steps(job)).result
+
+
+# ---- header steps: nothing is decoded ----
+
+
+def probe(job: Job) -> None:
+    """Open the header under the limits and read what the render needs from it."""
+    image = job.image = open_image(job.data, job.limits)
     with pillow_errors():
-        orientation = read_orientation(image)
-        upright = upright_size(image.size, orientation)
-        kind = output_kind(
-            options.format,
-            image.format,
-            negotiate(accept) if options.format == "auto" else "",
-            color.has_alpha(image),
-        )
+        job.orientation = read_orientation(image)
+        job.header = memory.read_header(image)
+        job.kind = output_kind(job.options.format, image.format, job.auto_format, color.has_alpha(image))
         icc = image.info.get("icc_profile")
-        job = Job(options, kind, upright, orientation, icc if isinstance(icc, bytes) else None)
-        layout = make_plan(upright, options, limits)
-    return image, job, layout
+        job.icc_profile = icc if isinstance(icc, bytes) else None
+        job.animated = animation.is_animated(image) and job.kind in animation.ANIMATED_KINDS
 
 
-def render_decoded(frame: Image.Image, job: Job, layout: Plan, limits: Limits) -> Rendered:
-    """The steps of ``render`` after the decode: from ``prepare``'s output (at ``job.scale``) to the thumbnail.
+def plan(job: Job) -> None:
+    """Plan the geometry and the decode scale; estimate the render's memory from them."""
+    job.layout = make_plan(job.upright, job.options, job.limits)
+    header = job.header
+    assert header is not None
+    if job.animated:
+        frames = len(animation.frame_indices(job.opened))
+        canvas_w, canvas_h = job.plan.canvas
+        if frames * canvas_w * canvas_h > job.limits.max_animation_pixels:
+            raise SourceTooLarge(
+                f"{frames} frames of {canvas_w}x{canvas_h} is over the animation budget",
+                public_message="Animation too large for this output size",
+            )
+    else:
+        frames = 1
+        job.planar = job.kind in SUBSAMPLED_KINDS and codes_ycbcr(job.opened)
+        job.denominator, job.factor = decode_scale(header, job.plan)
+    size = upright_size(job.plan.size, job.orientation)
 
-    ``frame`` is never modified, so one decoded frame can serve several renders (``thumbsvc.decoded``).
-    """
-    with pillow_errors():
-        layout = smart_plan(frame, job, layout, limits)
-        out = finish(frame, job, layout)
-        # The encoder sets attributes on the image it saves: never hand it a frame others may share.
-        body, media_type = encode(out.copy() if out is frame else out, job.kind, job.options.quality)
-    return Rendered(body, media_type, out.width, out.height)
-
-
-def render_animation(image: Image.Image, job: Job, layout: Plan, limits: Limits) -> Rendered:
-    """Render every frame with one plan (smart focus from the first frame) and encode them together.
-
-    Raise ``SourceTooLarge`` before decoding if the output frames would exceed the animation
-    pixel budget (an upscaled or padded canvas can be far larger than the source).
-    """
-    frames_out = len(animation.frame_indices(image))
-    canvas_w, canvas_h = layout.canvas
-    if frames_out * canvas_w * canvas_h > limits.max_animation_pixels:
-        raise SourceTooLarge(
-            f"{frames_out} frames of {canvas_w}x{canvas_h} is over the animation budget",
-            public_message="Animation too large for this output size",
+    def estimate(denominator: int, *, decodes: bool) -> int:
+        return memory.render_bytes(
+            header,
+            denominator=denominator,
+            size=size,
+            canvas=job.plan.canvas,
+            kind=job.kind,
+            planar=job.planar,
+            frames=frames,
+            decodes=decodes,
         )
-    plays = animation.source_plays(image)
-    frames: list[Image.Image] = []
-    durations: list[int] = []
-    for index, source in enumerate(animation.read_frames(image)):
-        frame = prepare(source.image, job)
-        if index == 0:
-            layout = smart_plan(frame, job, layout, limits)
-        frame = finish(frame, job, layout)
-        # Steps that change nothing hand back the opened image itself, which the next seek overwrites.
-        frames.append(frame.copy() if frame is source.image else frame)
-        durations.append(source.duration_ms)
-    body, media_type = encode_animation(frames, durations, job.kind, job.options.quality, plays)
-    return Rendered(body, media_type, frames[0].width, frames[0].height, len(frames))
+
+    job.decode_bytes = estimate(job.denominator, decodes=True)
+    job.finish_bytes = estimate(job.denominator * job.factor, decodes=False)
 
 
-def prepare(image: Image.Image, job: Job) -> Image.Image:
-    """Decoded pixels (still in stored orientation) in a working mode (L, LA, RGB, RGBA, CMYK)."""
-    return color.normalise_mode(image)
+HEADER_STEPS: tuple[Step, ...] = (probe, plan)
 
 
-def finish(image: Image.Image, job: Job, layout: Plan) -> Image.Image:
-    """A decoded working image to the output's pixels: resize, orient, sRGB, pad, flatten."""
-    image = orient(resize(image, layout, job), job.orientation)
-    image = color.to_srgb(image, job.icc_profile)
-    image = pad(image, layout, job.options, job.kind)
+def decode_scale(header: memory.Header, layout: Plan) -> tuple[int, int]:
+    """The one decode rule: given the source header and the plan, return ``(denominator, factor)``:
+    decode a JPEG at 1/denominator, then box-reduce by ``factor``.
+
+    The request's own scale is the coarsest DCT scale that leaves ``DRAFT_MIN_RATIO`` source pixels
+    per output pixel. A large JPEG is decoded no coarser than the shared scale (the coarsest that
+    keeps ``MIN_SHARED_EDGE_PX`` on the long edge) and box-reduced to its own from there: every size
+    a gallery asks for of one photo then needs the same decode. Other formats decode at full size.
+    """
+    if header.format not in memory.JPEG_FORMATS:
+        return 1, 1
+    ratio = 1.0 / layout.scale  # source pixels per output pixel
+    own = next((d for d, min_ratio in DRAFT_MIN_RATIO.items() if ratio / d >= min_ratio), 1)
+    shared = next((d for d in DENOMINATORS if -(-max(header.size) // d) >= MIN_SHARED_EDGE_PX), 1)
+    denominator = min(own, shared) if shared > 1 else own
+    return denominator, own // denominator
+
+
+# ---- pixel steps ----
+
+
+def decode(job: Job) -> None:
+    """Decode the source at the planned DCT scale into a working mode, unless a decoded frame was handed in."""
+    if job.decoded is None:
+        image = job.opened
+        with pillow_errors():
+            scale = draft_at(image, job.denominator, planar=job.planar)
+            image.load()
+            frame = color.normalise_mode(image)
+        job.decoded = Decoded(frame, job.denominator, scale, frame_bytes(frame, job.data))
+    job.pixels = job.decoded.frame
+    job.scale = job.decoded.scale
+
+
+def reduce(job: Job) -> None:
+    """Box-reduce the decoded frame to the request's own DCT scale (a no-op for most requests)."""
+    if job.factor > 1:
+        with pillow_errors():
+            job.pixels = job.picture.reduce(job.factor)
+        # Each reduced pixel covers ``factor`` decoded pixels a side, the last one fewer (as the DCT pads).
+        job.scale /= job.factor
+
+
+def focus(job: Job) -> None:
+    """For ``gravity=smart`` on a cover crop, re-plan around the subject of the decoded pixels."""
+    options, layout = job.options, job.plan
+    if options.gravity != "smart" or options.fit != "cover":
+        return
+    region = layout.region
+    whole = options.crop or (0, 0, *job.upright)
+    if math.isclose(region[2] - region[0], whole[2]) and math.isclose(region[3] - region[1], whole[3]):
+        return  # the crop takes the whole region: nothing to choose
+    left, top, width, height = whole
+    with pillow_errors():
+        box = decoded_box((left, top, left + width, top + height), job)
+        aspect = layout.size[0] / layout.size[1]
+        point = smartcrop.focus_point(job.picture, box, aspect, _TRANSPOSE.get(job.orientation))
+    job.layout = make_plan(job.upright, options, job.limits, focus=point)
+
+
+def resize(job: Job) -> None:
+    """Resample the plan's region of the stored image to its size (in stored orientation), in
+    premultiplied alpha so edges get no dark halo."""
+    image = job.picture
+    box = decoded_box(job.plan.region, job)
+    size = upright_size(job.plan.size, job.orientation)
+    if box == (0, 0, image.width, image.height) and size == image.size:
+        return
+    with pillow_errors():
+        if image.mode == "YCbCr":
+            job.pixels = resize_planar(image, size, box)
+            return
+        premultiplied = {"RGBA": "RGBa", "LA": "La"}.get(image.mode)
+        if premultiplied:
+            image = image.convert(premultiplied)
+        image = image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+        if premultiplied:
+            image = image.convert("RGBA" if premultiplied == "RGBa" else "LA")
+    job.pixels = image
+
+
+def orient(job: Job) -> None:
+    """Turn the (small) result upright by its EXIF orientation."""
+    method = _TRANSPOSE.get(job.orientation)
+    if method is not None:
+        job.pixels = job.picture.transpose(method)
+
+
+def colour(job: Job) -> None:
+    """Convert to sRGB through the embedded profile (CMYK through the fallback press profile)."""
+    with pillow_errors():
+        job.pixels = color.to_srgb(job.picture, job.icc_profile)
+
+
+def compose(job: Job) -> None:
+    """Pad onto the canvas and flatten alpha for formats without it; end in a mode the encoder takes."""
+    image = pad(job.picture, job.plan, job.options, job.kind)
     image = flatten(image, job.options, job.kind)
     # Only the JPEG encoder takes YCbCr as it is.
-    return image.convert("RGB") if image.mode == "YCbCr" and job.kind != "jpeg" else image
+    job.pixels = image.convert("RGB") if image.mode == "YCbCr" and job.kind != "jpeg" else image
+
+
+FRAME_STEPS: tuple[Step, ...] = (focus, resize, orient, colour, compose)
+
+
+def encode_still(job: Job) -> None:
+    """Write the output format; nothing of the source's metadata is carried."""
+    image = job.picture
+    if job.decoded is not None and image is job.decoded.frame:
+        # The encoder sets attributes on the image it saves: never hand it a frame others may share.
+        image = image.copy()
+    with pillow_errors():
+        body, media_type = encode(image, job.kind, job.options.quality)
+    job.rendered = Rendered(body, media_type, image.width, image.height)
+
+
+STILL_STEPS: tuple[Step, ...] = (decode, reduce, *FRAME_STEPS, encode_still)
+
+
+def animate(job: Job) -> None:
+    """Run the per-frame steps on every frame of an animation (smart focus from the first frame)."""
+    image = job.opened
+    with pillow_errors():
+        for index, source in enumerate(animation.read_frames(image)):
+            job.check_deadline()
+            job.pixels = color.normalise_mode(source.image)
+            job.scale = 1.0
+            for step in FRAME_STEPS if index == 0 else FRAME_STEPS[1:]:
+                step(job)
+            frame = job.picture
+            # Steps that change nothing hand back the opened image itself, which the next seek overwrites.
+            job.frames.append(frame.copy() if frame is source.image else frame)
+            job.durations_ms.append(source.duration_ms)
+
+
+def encode_frames(job: Job) -> None:
+    """Write every frame as one animation, with its timing and play count."""
+    plays = animation.source_plays(job.opened)
+    with pillow_errors():
+        body, media_type = encode_animation(job.frames, job.durations_ms, job.kind, job.options.quality, plays)
+    first = job.frames[0]
+    job.rendered = Rendered(body, media_type, first.width, first.height, len(job.frames))
+
+
+ANIMATION_STEPS: tuple[Step, ...] = (animate, encode_frames)
+
+
+def pixel_steps(job: Job) -> tuple[Step, ...]:
+    """The steps after ``HEADER_STEPS`` for this job: a still's or an animation's."""
+    return ANIMATION_STEPS if job.animated else STILL_STEPS
+
+
+# ---- helpers ----
 
 
 def make_plan(
     upright: tuple[int, int], options: RenderOptions, limits: Limits, focus: tuple[float, float] | None = None
 ) -> Plan:
     try:
-        return plan(upright, options, max_output_px=limits.max_output_px, focus=focus)
+        return plan_geometry(upright, options, max_output_px=limits.max_output_px, focus=focus)
     except GeometryError as exc:
         raise BadRequest(str(exc), public_message=f"Options do not fit the image: {exc}") from exc
-
-
-def smart_plan(image: Image.Image, job: Job, layout: Plan, limits: Limits) -> Plan:
-    """For ``gravity=smart`` on a cover crop, re-plan around the subject of the decoded image."""
-    options = job.options
-    region = layout.region
-    whole = options.crop or (0, 0, *job.upright)
-    if options.gravity != "smart" or options.fit != "cover":
-        return layout
-    if math.isclose(region[2] - region[0], whole[2]) and math.isclose(region[3] - region[1], whole[3]):
-        return layout  # the crop takes the whole region: nothing to choose
-    left, top, width, height = whole
-    box = decoded_box(image, (left, top, left + width, top + height), job)
-    aspect = layout.size[0] / layout.size[1]
-    focus = smartcrop.focus_point(image, box, aspect, _TRANSPOSE.get(job.orientation))
-    return make_plan(job.upright, options, limits, focus=focus)
 
 
 def read_orientation(image: Image.Image) -> int:
@@ -239,7 +460,7 @@ def codes_ycbcr(image: Image.Image) -> bool:
     JFIF files are YCbCr; Adobe files say so in their transform flag; without either marker,
     component ids R, G, B mean RGB.
     """
-    if image.format not in ("JPEG", "MPO") or image.mode != "RGB":
+    if image.format not in memory.JPEG_FORMATS or image.mode != "RGB":
         return False
     if "jfif" in image.info:
         return True
@@ -249,24 +470,9 @@ def codes_ycbcr(image: Image.Image) -> bool:
     return tuple(layer[0] for layer in layers) != RGB_COMPONENT_IDS
 
 
-def decodes_planar(image: Image.Image, kind: str) -> bool:
-    """True when the source is decoded as YCbCr planes for this output kind (see the module docstring)."""
-    return kind in SUBSAMPLED_KINDS and codes_ycbcr(image)
-
-
-def draft(image: Image.Image, layout: Plan, *, planar: bool = False) -> float:
-    """Let the JPEG decoder scale by 1/2, 1/4 or 1/8 while leaving DRAFT_MIN_RATIO for the resample,
-    and with ``planar`` hand over YCbCr instead of converting to RGB. Return the scale it will decode at."""
-    if image.format not in ("JPEG", "MPO"):
-        return 1.0
-    ratio = 1.0 / layout.scale  # source pixels per output pixel
-    denominator = next((d for d, min_ratio in DRAFT_MIN_RATIO.items() if ratio / d >= min_ratio), 1)
-    return draft_at(image, denominator, planar=planar)
-
-
 def draft_at(image: Image.Image, denominator: int, *, planar: bool = False) -> float:
     """Let the JPEG decoder scale by 1/``denominator`` (and with ``planar`` hand over YCbCr); return the scale."""
-    if denominator == 1 and not planar:
+    if image.format not in memory.JPEG_FORMATS or (denominator == 1 and not planar):
         return 1.0
     width, height = image.size
     # Pillow picks the largest scale whose result is at least the size asked for.
@@ -276,42 +482,22 @@ def draft_at(image: Image.Image, denominator: int, *, planar: bool = False) -> f
     return drafted[1][2] / width if drafted is not None else 1.0
 
 
-def orient(image: Image.Image, orientation: int) -> Image.Image:
-    method = _TRANSPOSE.get(orientation)
-    return image.transpose(method) if method is not None else image
+def frame_bytes(frame: Image.Image, data: bytes) -> int:
+    """The memory a decoded frame holds: its pixels, the metadata it carries, and for an MPO its source bytes."""
+    held = frame.width * frame.height * memory.stored_bytes(frame.mode)
+    held += sum(len(value) for value in frame.info.values() if isinstance(value, bytes))
+    # A multi-picture file keeps its source open for its other pictures.
+    return held + (len(data) if frame.format == "MPO" else 0)
 
 
-def decoded_box(
-    image: Image.Image, region: tuple[float, float, float, float], job: Job
-) -> tuple[float, float, float, float]:
-    """Given a region in upright source pixels, return it in the pixels of the decoded, stored image.
-
-    The decoded image may be DCT-scaled (``draft``, ``job.scale``) and is not yet turned upright.
-    """
+def decoded_box(region: tuple[float, float, float, float], job: Job) -> tuple[float, float, float, float]:
+    """Given a region in upright source pixels, return it in the pixels of ``job.pixels`` (stored, scaled)."""
     scale = job.scale
     left, top, right, bottom = region
     src_w, src_h = job.upright
     return stored_box(
         (left * scale, top * scale, right * scale, bottom * scale), (src_w * scale, src_h * scale), job.orientation
     )
-
-
-def resize(image: Image.Image, layout: Plan, job: Job) -> Image.Image:
-    """Resample the plan's region of the stored image to its size (in stored orientation), in
-    premultiplied alpha so edges get no dark halo."""
-    box = decoded_box(image, layout.region, job)
-    size = upright_size(layout.size, job.orientation)
-    if box == (0, 0, image.width, image.height) and size == image.size:
-        return image
-    if image.mode == "YCbCr":
-        return resize_planar(image, size, box)
-    premultiplied = {"RGBA": "RGBa", "LA": "La"}.get(image.mode)
-    if premultiplied:
-        image = image.convert(premultiplied)
-    image = image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
-    if premultiplied:
-        image = image.convert("RGBA" if premultiplied == "RGBa" else "LA")
-    return image
 
 
 def resize_planar(image: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float]) -> Image.Image:

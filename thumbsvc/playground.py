@@ -25,19 +25,15 @@ from string import Template
 from typing import Any
 from urllib.parse import urlencode
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from thumbsvc.config import Settings
-from thumbsvc.decode import Limits, open_image
 from thumbsvc.errors import Forbidden, ThumbError
 from thumbsvc.options import FITS, FORMATS, GRAVITIES, make_options
-from thumbsvc.pipeline import read_orientation, upright_size
 from thumbsvc.playground_spec import FOCAL, Spec, django_tag, fmt, grid_query, parse_spec, python_call, spec_query
 from thumbsvc.service import Thumbnailer
-from thumbsvc.urls import build_payload
 
 HERE = Path(__file__).parent
 CSP = (
@@ -64,10 +60,10 @@ def routes(thumbnailer: Thumbnailer, settings: Settings) -> list[BaseRoute]:
         return []
     playground = Playground(thumbnailer, settings)
     return [
-        Route("/", playground.page, methods=["GET", "HEAD"]),
-        Route("/_dev/grid", playground.grid, methods=["GET", "HEAD"]),
-        Route("/_dev/sign", playground.sign, methods=["POST"]),
-        Route("/_dev/static/{name}", playground.static, methods=["GET", "HEAD"]),
+        Route("/", playground.page, methods=["GET", "HEAD"], name="playground"),
+        Route("/_dev/grid", playground.grid, methods=["GET", "HEAD"], name="playground_grid"),
+        Route("/_dev/sign", playground.sign, methods=["POST"], name="playground_sign"),
+        Route("/_dev/static/{name}", playground.static, methods=["GET", "HEAD"], name="playground_static"),
     ]
 
 
@@ -95,13 +91,6 @@ def is_loopback_host(hostname: str | None) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
-
-
-def probe(data: bytes, limits: Limits) -> str:
-    """Given source bytes, return ``"W x H px · FORMAT · size"`` (upright size) without decoding pixels."""
-    image = open_image(data, limits)
-    width, height = upright_size(image.size, read_orientation(image))
-    return f"{width} {TIMES} {height} px · {image.format} · {_kilobytes(len(data))}"
 
 
 class Playground:
@@ -236,17 +225,14 @@ class Playground:
         )
 
     def url(self, source: str, options: Mapping[str, Any], prefix: str) -> str:
-        payload = build_payload(make_options(**options), source)
-        return f"{prefix}/{self.thumbnailer.signer.sign(payload)}/{payload}"
+        return prefix + self.thumbnailer.sign(source, make_options(**options))
 
     async def describe(self, source: str) -> str:
         try:
-            fetched = await self.thumbnailer.sources.fetch(source)
-            return await anyio.to_thread.run_sync(
-                probe, fetched.data, self.thumbnailer.limits, limiter=self.thumbnailer.render_limiter
-            )
+            facts = await self.thumbnailer.describe(source)
         except ThumbError as exc:
             return f"cannot read this source: {exc.public_message}"
+        return f"{facts.width} {TIMES} {facts.height} px · {facts.format} · {_kilobytes(facts.nbytes)}"
 
     def html(self, title: str, main: str, spec: Spec, prefix: str, *, current: str) -> Response:
         script = f'<script src="{_esc(prefix)}/_dev/static/playground.js" defer></script>' if current == "page" else ""

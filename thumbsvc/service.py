@@ -1,8 +1,21 @@
-"""The request pipeline without HTTP: path in, thumbnail (or an error from errors.py) out.
+"""The request path without HTTP: a verified request in, a thumbnail (or an error from errors.py) out.
 
-``Thumbnailer.thumbnail`` runs the steps of DESIGN.md in order: result cache → single
-flight → admission (a queue place, before any source traffic) → source cache and single
-flight → render in a worker thread while holding a render slot → store the result.
+``Thumbnailer.thumbnail`` reads top to bottom as DESIGN.md's request path::
+
+    parse and verify            parse()            (the signature first, then the options)
+    result cache, refusals      thumbnail()        (a cached thumbnail, or a remembered 413/415/422)
+    single flight               thumbnail()        (identical requests share one render)
+    fetch                       load()             (source cache and single flight; the loaders' own
+                                                    concurrency and deadline: sources.FetchGate)
+    header                      _render()          (pipeline.HEADER_STEPS in a thread, no render slot:
+                                                    every 4xx of the header and options, the memory estimate)
+    admit and run the pipeline  _render()          (Admission.run: a render slot, the memory budget; the
+                                                    decoded-source cache may hand over the decode step's output)
+    store                       _produce()         (the result cache)
+
+Downloads never hold a render slot or a queue place: a request is admitted once its source bytes
+are in hand. Caches only ever save work: with any of them on or off every response is
+byte-identical, with the same ETag.
 """
 
 from __future__ import annotations
@@ -11,50 +24,86 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
 import anyio.to_thread
 from anyio import CapacityLimiter
 
-from thumbsvc import memory
+from thumbsvc import pipeline
 from thumbsvc.admission import Admission
 from thumbsvc.cache import SingleFlight, TTLCache
 from thumbsvc.config import Settings
 from thumbsvc.decode import Limits
-from thumbsvc.decoded import ETAG_MARK, Decoded, DecodedCache
 from thumbsvc.encoding import negotiate
-from thumbsvc.errors import BadRequest, Forbidden
+from thumbsvc.errors import (
+    BadRequest,
+    Forbidden,
+    SourceTooLarge,
+    ThumbError,
+    UnprocessableSource,
+    UnsupportedFormat,
+)
+from thumbsvc.memory import MemoryBudget
 from thumbsvc.metrics import Metrics
 from thumbsvc.options import RenderOptions
-from thumbsvc.pipeline import RENDER_VERSION, render
+from thumbsvc.pipeline import RENDER_VERSION, Decoded, Job
 from thumbsvc.signing import PathSigner
-from thumbsvc.sources import SourceImage, Sources, is_remote
+from thumbsvc.sources import FetchGate, SourceImage, Sources, is_remote
 from thumbsvc.sources.local import LocalSource
-from thumbsvc.urls import ThumbPath, split_path
+from thumbsvc.urls import ThumbPath, build_payload, split_path
 
 logger = logging.getLogger("thumbsvc")
 
+T = TypeVar("T")
+
 # What an entry costs beyond its bytes (key, ETag, objects), so tiny entries cannot flood the cache.
 ENTRY_OVERHEAD_BYTES = 256
+# A decoded frame's entry: key, objects, the image's info dict.
+DECODED_OVERHEAD_BYTES = 4096
+# Refusals remembered at once (each is a key and a small exception object).
+REFUSAL_CACHE_BYTES = 4_000_000
+# Deterministic refusals of a source or a request: remembered, so a costly bad file is decoded once.
+REFUSED = (SourceTooLarge, UnsupportedFormat, UnprocessableSource)
 
-T = TypeVar("T")
+
+@dataclass(slots=True)
+class Record:
+    """What one HTTP request cost and where its answer came from: made by the access-log middleware,
+    filled by the service, read by the access log, the metrics and the ``Server-Timing`` header."""
+
+    route: str = "other"
+    cache: str = "-"  # result cache: HIT, MISS (rendered for this request), JOIN (shared a render), REVALIDATED
+    source: str = "-"  # source cache: HIT, MISS, JOIN ("-" when no source was needed)
+    fetch_s: float | None = None
+    render_s: float | None = None  # pixel work in worker threads (decode and the steps after it)
+    error: str = ""  # internal detail of a ThumbError: logged, never sent
+
+    def add_render(self, seconds: float) -> None:
+        self.render_s = seconds + (self.render_s or 0.0)
 
 
 @dataclass(frozen=True, slots=True)
 class ThumbRequest:
     path: ThumbPath
-    accept: str | None
-    bucket: str  # the Accept class for f:auto, "" otherwise
+    auto_format: str  # the format f:auto negotiated from Accept ("avif", "webp"), "" otherwise
 
     @property
     def options(self) -> RenderOptions:
         return self.path.options
 
     @property
+    def source(self) -> str:
+        return self.path.source
+
+    @property
+    def vary_accept(self) -> bool:
+        return self.options.format == "auto"
+
+    @property
     def cache_key(self) -> str:
-        return f"{self.path.payload}|{self.bucket}"
+        return f"{self.path.payload}|{self.auto_format}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,58 +112,70 @@ class Thumbnail:
     media_type: str
     etag: str
     vary_accept: bool
-
-
-@dataclass(slots=True)
-class Timing:
-    """What one request cost, for the access log: only the request that did the work has numbers."""
-
-    source: str = "-"  # source cache: HIT, MISS or JOIN ("-" when no source was needed)
-    fetch_s: float | None = None
-    render_s: float | None = None
+    width: int
+    height: int
 
 
 @dataclass(frozen=True, slots=True)
-class Served:
-    thumbnail: Thumbnail
-    cache: str  # HIT (result cache), MISS (rendered for this request) or JOIN (shared an identical request's render)
-    timing: Timing = field(default_factory=Timing)
+class SourceFacts:
+    """What the playground shows of a source: upright size, format, bytes."""
+
+    width: int
+    height: int
+    format: str
+    nbytes: int
 
 
 class Thumbnailer:
     """Verify, fetch and render. One per process; holds the loaders, the caches and admission control."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
-        self.settings = settings
+    def __init__(
+        self, settings: Settings, metrics: Metrics | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """``clock`` times the caches' entries (tests move it instead of sleeping)."""
         self.metrics = metrics if metrics is not None else Metrics()
-        self.limits = Limits.from_settings(settings)
+        self.limits = Limits(
+            max_source_pixels=settings.max_source_pixels,
+            max_frames=settings.max_frames,
+            max_animation_pixels=settings.max_animation_pixels,
+            max_output_px=settings.max_output_px,
+        )
+        self.max_render_memory = settings.max_render_memory
+        self.render_timeout_s = settings.render_timeout_s
         self.signer = PathSigner(settings.signing_keys)
         self.admission = Admission(
             self.metrics,
             slots=settings.render_slots,
             queue_size=settings.queue_size,
             timeout_s=settings.queue_timeout_s,
-            memory_budget=settings.render_memory_budget,
+            memory=MemoryBudget(settings.render_memory_budget),
         )
-        # Header probes (the memory budget's, the playground's) run in threads of their own, never on
-        # anyio's default limiter and never waiting behind the render slots.
-        self.render_limiter = CapacityLimiter(settings.render_slots)
+        # Header steps run in threads of their own, never on anyio's default limiter and never
+        # waiting behind the render slots.
+        self.header_limiter = CapacityLimiter(settings.render_slots)
         self.results: TTLCache[Thumbnail] = TTLCache(
-            settings.cache_bytes, settings.cache_ttl_s, on_evict=partial(self._evicted, "result")
+            settings.cache_bytes, settings.cache_ttl_s, clock=clock, on_evict=partial(self._evicted, "result")
         )
         self.result_flight: SingleFlight[Thumbnail] = SingleFlight()
+        self.refusals: TTLCache[ThumbError] = TTLCache(REFUSAL_CACHE_BYTES, settings.refusal_cache_ttl_s, clock=clock)
         self.source_cache: TTLCache[SourceImage] = TTLCache(
-            settings.source_cache_bytes, settings.source_cache_ttl_s, on_evict=partial(self._evicted, "source")
+            settings.source_cache_bytes,
+            settings.source_cache_ttl_s,
+            clock=clock,
+            on_evict=partial(self._evicted, "source"),
         )
         self.source_flight: SingleFlight[SourceImage] = SingleFlight()
-        self.decoded = DecodedCache(
+        self.decoded: TTLCache[Decoded] = TTLCache(
             settings.decoded_cache_bytes,
             settings.decoded_cache_ttl_s,
-            self.metrics,
+            clock=clock,
             on_evict=partial(self._evicted, "decoded"),
         )
-        # Small sizes render from a shared decode while that cache is on: their bytes follow another rule.
-        self.render_version = f"{RENDER_VERSION}+{ETAG_MARK}" if self.decoded.enabled else RENDER_VERSION
+        self.decode_flight: SingleFlight[Decoded] = SingleFlight()
+        self.sources = self._make_sources(settings)
+
+    @staticmethod
+    def _make_sources(settings: Settings) -> Sources:
         root = settings.effective_media_root
         local = LocalSource(root, max_bytes=settings.max_source_bytes) if root else None
         remote = None
@@ -123,10 +184,17 @@ class Thumbnailer:
             from thumbsvc.sources.http import HttpSource
 
             remote = HttpSource(settings)
-        self.sources = Sources(local, remote)
+        gate = FetchGate(
+            max_fetches=settings.fetch_concurrency,
+            max_per_host=settings.fetch_concurrency_per_host,
+            timeout_s=settings.queue_timeout_s,
+        )
+        return Sources(local, remote, gate=gate)
+
+    # ---- parse and verify ----
 
     def parse(self, raw_path: str, accept: str | None) -> ThumbRequest:
-        """Given the raw request path, return the verified request.
+        """Given the raw request path, return the verified request; the Accept header is negotiated here, once.
 
         Raise ``BadRequest`` for a malformed path and ``Forbidden`` for a bad signature.
         The signature is checked on the exact bytes that arrived, before any option is trusted.
@@ -139,141 +207,204 @@ class Thumbnailer:
         except ValueError as exc:
             raise BadRequest(str(exc), public_message=f"Malformed thumbnail URL: {exc}") from exc
         box_w, box_h = path.options.box
-        limit = self.settings.max_output_px
+        limit = self.limits.max_output_px
         if (box_w or 0) > limit or (box_h or 0) > limit:
             raise BadRequest(f"box {box_w}x{box_h}", public_message=f"Output size is limited to {limit} px a side")
-        bucket = negotiate(accept) if path.options.format == "auto" else ""
-        return ThumbRequest(path, accept, bucket)
+        return ThumbRequest(path, negotiate(accept) if path.options.format == "auto" else "")
 
-    async def thumbnail(self, request: ThumbRequest) -> Served:
+    def sign(self, source: str, options: RenderOptions) -> str:
+        """Given a source and options, return the signed path (``/{sig}/{options}/{source}``) this service serves."""
+        payload = build_payload(options, source)
+        return f"/{self.signer.sign(payload)}/{payload}"
+
+    # ---- the thumbnail ----
+
+    async def thumbnail(self, request: ThumbRequest, record: Record) -> Thumbnail:
         """Return the thumbnail: from the result cache, from an identical request in flight, or rendered now.
 
-        Raise ``Overloaded`` when admission refuses the work, and the source and render errors otherwise.
+        Raise ``Overloaded`` when admission refuses the work, a remembered refusal, and the source
+        and render errors otherwise.
         """
         key = request.cache_key
         cached = self.results.get(key)
         if cached is not None:
             self.metrics.cache_hits.labels("result").inc()
-            return Served(cached, "HIT")
+            record.cache = "HIT"
+            return cached
         self.metrics.cache_misses.labels("result").inc()
-        timing = Timing()
-        thumb, joined = await self.result_flight.run(key, partial(self._produce, request, timing))
+        self._raise_refusal(key, request.source)
+        thumb, joined = await self.result_flight.run(key, partial(self._produce, request, record))
         if joined:
             self.metrics.flight_joins.labels("result").inc()
-            return Served(thumb, "JOIN")
-        return Served(thumb, "MISS", timing)
+        record.cache = "JOIN" if joined else "MISS"
+        return thumb
 
-    async def etag(self, request: ThumbRequest) -> tuple[str, str, Timing]:
-        """Return the ETag ``thumbnail`` would answer with, without rendering; where it came from
-        (HIT: the result cache, REVALIDATED: the source's validator) and what finding it cost.
+    async def etag(self, request: ThumbRequest, record: Record) -> str:
+        """Return the ETag ``thumbnail`` would answer with, without rendering.
 
-        From the result cache if the thumbnail is there, else from the source's validator: the source
-        is loaded (under admission, as for a render, and into the source cache), never decoded. So
-        a conditional request for a thumbnail the client already holds costs a fetch, not a render.
-        Raise the admission and source errors.
+        From the result cache if the thumbnail is there (``record.cache`` HIT), else from the
+        source's validator (REVALIDATED): the source is loaded (into the source cache), never
+        decoded. So a conditional request for a thumbnail the client holds costs a fetch, not a
+        render. Raise the source errors.
         """
         cached = self.results.get(request.cache_key)
         if cached is not None:
             self.metrics.cache_hits.labels("result").inc()
-            return cached.etag, "HIT", Timing()
-        timing = Timing()
-        async with self.admission.admit():
-            source = await self.load(request.path.source, timing)
-        return make_etag(request, source.validator, self.render_version), "REVALIDATED", timing
+            record.cache = "HIT"
+            return cached.etag
+        self._raise_refusal(request.cache_key, request.source)
+        source = await self.load(request.source, record)
+        record.cache = "REVALIDATED"
+        return make_etag(request, source.validator)
 
-    async def _produce(self, request: ThumbRequest, timing: Timing) -> Thumbnail:
-        budget = self.admission.memory_budget > 0
-        async with self.admission.admit():
-            source = await self.load(request.path.source, timing)
-
-            async def run(work: Callable[[], T], nbytes: int) -> T:
-                return await self.admission.run(self._render, work, timing, nbytes=nbytes)
-
-            if self.decoded.enabled:
-                # The decoded-source cache plans the request from its header and says, per kind of render
-                # (its own decode, or from a shared frame), what the memory budget is charged.
-                rendered = await self.decoded.render(
-                    f"{request.path.source}|{source.validator}",
-                    source.data,
-                    request.options,
-                    request.accept,
-                    self.limits,
-                    run=run,
-                    probe=self._probe,
-                    estimate=memory.decoded_render_bytes if budget else None,
-                )
-                self._sizes("decoded")
-            else:
-                nbytes = await self._measure(source, request) if budget else 0
-                self.metrics.decodes.inc()
-                work = partial(render, source.data, request.options, self.limits, request.accept)
-                rendered = await run(work, nbytes)
+    async def _produce(self, request: ThumbRequest, record: Record) -> Thumbnail:
+        source = await self.load(request.source, record)
+        try:
+            rendered = await self._render(request, source, record)
+        except REFUSED as exc:
+            self.refusals.put(request.cache_key, exc, len(request.cache_key) + ENTRY_OVERHEAD_BYTES)
+            raise
         thumb = Thumbnail(
             data=rendered.data,
             media_type=rendered.media_type,
-            etag=make_etag(request, source.validator, self.render_version),
-            vary_accept=request.options.format == "auto",
+            etag=make_etag(request, source.validator),
+            vary_accept=request.vary_accept,
+            width=rendered.width,
+            height=rendered.height,
         )
         self.results.put(request.cache_key, thumb, len(thumb.data) + len(request.cache_key) + ENTRY_OVERHEAD_BYTES)
         self._sizes("result")
         return thumb
 
-    def _render(self, work: Callable[[], T], timing: Timing) -> T:
-        # Runs in a worker thread; prometheus-client metrics are thread-safe.
-        self.metrics.renders.inc()
-        started = time.perf_counter()
-        try:
-            return work()
-        except BaseException:
-            self.metrics.render_errors.inc()
-            raise
-        finally:
-            timing.render_s = time.perf_counter() - started
-            self.metrics.render_seconds.observe(timing.render_s)
+    def _raise_refusal(self, key: str, source: str) -> None:
+        refusal = self.refusals.get(key) or self.refusals.get(_source_key(source))
+        if refusal is not None:
+            self.metrics.cache_hits.labels("refusal").inc()
+            raise refusal.clone()
 
-    async def load(self, ref: str, timing: Timing | None = None) -> SourceImage:
+    # ---- render: header, admission, the pipeline ----
+
+    async def _render(self, request: ThumbRequest, source: SourceImage, record: Record) -> pipeline.Rendered:
+        job = Job(
+            source.data,
+            request.options,
+            self.limits,
+            auto_format=request.auto_format,
+            deadline=time.monotonic() + self.render_timeout_s,
+        )
+        await anyio.to_thread.run_sync(self._header, job, request.source, limiter=self.header_limiter)
+        if job.decode_bytes > self.max_render_memory:
+            raise SourceTooLarge(
+                f"render estimated at {job.decode_bytes} bytes is over {self.max_render_memory}",
+                public_message="Image too large to render at this size",
+            )
+        if self.decoded.enabled and job.shares_decode:
+            job.decoded = await self._decoded(job, request.source, source, record)
+            nbytes = job.finish_bytes
+        else:
+            nbytes = job.decode_bytes
+        run = self._timed(pipeline.run, record, decodes=job.decoded is None)
+        await self.admission.run(run, job, pipeline.pixel_steps(job), nbytes=nbytes)
+        assert record.render_s is not None
+        self.metrics.render_seconds.observe(record.render_s)
+        return job.result
+
+    def _header(self, job: Job, ref: str) -> None:
+        """Probe and plan (in a worker thread): a source's own refusals are remembered for every request of it."""
+        try:
+            pipeline.run(job, (pipeline.probe,))
+        except REFUSED as exc:
+            self.refusals.put(_source_key(ref), exc, len(ref) + ENTRY_OVERHEAD_BYTES)
+            raise
+        pipeline.run(job, (pipeline.plan,))
+
+    async def _decoded(self, job: Job, ref: str, source: SourceImage, record: Record) -> Decoded:
+        """The decode step's output for this job: cached, shared with a decode in flight, or decoded now."""
+        # The reference too: the cache serves the sizes of one source as they are asked for, not every
+        # copy of the same bytes under other names.
+        key = f"{job.denominator}|{'YCbCr' if job.planar else '-'}|{source.validator}|{ref}"
+        cached = self.decoded.get(key)
+        if cached is not None:
+            self.metrics.cache_hits.labels("decoded").inc()
+            return cached
+        self.metrics.cache_misses.labels("decoded").inc()
+
+        async def decode() -> Decoded:
+            run = self._timed(pipeline.run, record, decodes=True, renders=False)
+            await self.admission.run(run, job, (pipeline.decode,), nbytes=job.decode_bytes)
+            assert job.decoded is not None
+            self.decoded.put(key, job.decoded, job.decoded.nbytes + len(key) + DECODED_OVERHEAD_BYTES)
+            self._sizes("decoded")
+            return job.decoded
+
+        decoded, joined = await self.decode_flight.run(key, decode)
+        if joined:
+            self.metrics.flight_joins.labels("decoded").inc()
+        return decoded
+
+    def _timed(
+        self, work: Callable[..., T], record: Record, *, decodes: bool, renders: bool = True
+    ) -> Callable[..., T]:
+        """Wrap pixel work (run in a worker thread) so its time lands in the record and it is counted."""
+
+        def timed(*args: object) -> T:
+            # prometheus-client metrics are thread-safe.
+            if decodes:
+                self.metrics.decodes.inc()
+            if renders:
+                self.metrics.renders.inc()
+            started = time.perf_counter()
+            try:
+                return work(*args)
+            except BaseException:
+                self.metrics.render_errors.inc()
+                raise
+            finally:
+                record.add_render(time.perf_counter() - started)
+
+        return timed
+
+    # ---- fetch ----
+
+    async def load(self, ref: str, record: Record | None = None) -> SourceImage:
         """Return the source's bytes: from the source cache, from an identical fetch in flight, or fetched now."""
-        timing = timing if timing is not None else Timing()
+        record = record if record is not None else Record()
         cached = self.source_cache.get(ref)
         if cached is not None:
             self.metrics.cache_hits.labels("source").inc()
-            timing.source = "HIT"
+            record.source = "HIT"
             return cached
         self.metrics.cache_misses.labels("source").inc()
-        source, joined = await self.source_flight.run(ref, partial(self._fetch, ref, timing))
+        source, joined = await self.source_flight.run(ref, partial(self._fetch, ref, record))
         if joined:
             self.metrics.flight_joins.labels("source").inc()
-            timing.source = "JOIN"
+            record.source = "JOIN"
         return source
 
-    async def _fetch(self, ref: str, timing: Timing) -> SourceImage:
+    async def _fetch(self, ref: str, record: Record) -> SourceImage:
         kind = "remote" if is_remote(ref) else "local"
         started = time.perf_counter()
         source = await self.sources.fetch(ref)
-        timing.source = "MISS"
-        timing.fetch_s = time.perf_counter() - started
-        self.metrics.fetch_seconds.labels(kind).observe(timing.fetch_s)
+        record.source = "MISS"
+        record.fetch_s = time.perf_counter() - started
+        self.metrics.fetch_seconds.labels(kind).observe(record.fetch_s)
         self.metrics.source_bytes.labels(kind).inc(len(source.data))
         self.source_cache.put(ref, source, len(source.data) + len(ref) + ENTRY_OVERHEAD_BYTES)
         self._sizes("source")
         return source
 
-    async def _measure(self, source: SourceImage, request: ThumbRequest) -> int:
-        """Return the render's estimated working memory from the source's header (for the memory budget).
+    async def describe(self, source: str) -> SourceFacts:
+        """Given a source reference, return its upright size and format from its header (nothing decoded).
 
-        Used while the decoded-source cache is off (the render decodes at its own scale); with it on,
-        ``DecodedCache.render`` estimates from its own plan. Raise the errors the render would raise
-        from the header.
+        Raise the source and header errors.
         """
+        fetched = await self.load(source)
+        job = Job(fetched.data, RenderOptions(), self.limits)
+        await anyio.to_thread.run_sync(pipeline.run, job, (pipeline.probe,), limiter=self.header_limiter)
+        width, height = job.upright
+        return SourceFacts(width, height, job.opened.format or "", len(fetched.data))
 
-        def probe() -> int:
-            return memory.estimate(source.data, request.options, self.limits, request.accept, shared=False)
-
-        return await anyio.to_thread.run_sync(probe, limiter=self.render_limiter)
-
-    async def _probe(self, work: Callable[[], T]) -> T:
-        """Run header work in a thread that holds no render slot."""
-        return await anyio.to_thread.run_sync(work, limiter=self.render_limiter)
+    # ---- bookkeeping ----
 
     def _evicted(self, name: str, reason: str) -> None:
         self.metrics.cache_evictions.labels(name, reason).inc()
@@ -281,24 +412,26 @@ class Thumbnailer:
 
     def _sizes(self, name: str) -> None:
         cache: TTLCache[Thumbnail] | TTLCache[SourceImage] | TTLCache[Decoded] = (
-            self.results if name == "result" else self.source_cache if name == "source" else self.decoded.frames
+            self.results if name == "result" else self.source_cache if name == "source" else self.decoded
         )
         self.metrics.cache_bytes.labels(name).set(cache.bytes)
         self.metrics.cache_entries.labels(name).set(len(cache))
 
     async def aclose(self) -> None:
-        self.results.clear()
-        self.source_cache.clear()
-        self.decoded.clear()
-        self._sizes("result")
-        self._sizes("source")
-        self._sizes("decoded")
+        for name, cache in (("result", self.results), ("source", self.source_cache), ("decoded", self.decoded)):
+            cache.clear()
+            self._sizes(name)
+        self.refusals.clear()
         await self.sources.aclose()
 
 
-def make_etag(request: ThumbRequest, validator: str, render_version: str = RENDER_VERSION) -> str:
+def _source_key(ref: str) -> str:
+    return f"source|{ref}"
+
+
+def make_etag(request: ThumbRequest, validator: str) -> str:
     """A strong ETag from the inputs only: same URL and source give the same tag on every instance."""
     digest = hashlib.blake2b(digest_size=16)
-    for part in (render_version, request.cache_key, validator):
+    for part in (RENDER_VERSION, request.cache_key, validator):
         digest.update(part.encode("utf-8") + b"\x00")
     return f'"{digest.hexdigest()}"'

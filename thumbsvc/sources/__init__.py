@@ -1,17 +1,31 @@
 """Where source bytes come from: the local media root or HTTP(S) origins.
 
-``Sources.fetch(ref)`` dispatches on the reference: an absolute ``http://`` or
-``https://`` URL goes to the HTTP loader, anything else is a path under the media
-root. Loaders return bytes and a validator; they never touch pixels.
+``Sources.fetch(ref)`` dispatches on the reference: an absolute ``http://`` or ``https://``
+URL goes to the HTTP loader, anything else is a path under the media root. Loaders return
+bytes and a validator; they never touch pixels.
+
+Remote fetches pass a ``FetchGate`` first: a bounded number run at once per process and per
+origin host, a bounded number wait (up to a deadline) for their turn, and the rest are refused
+with 503 at once. So a slow or stalled origin ties up at most its own share of fetches, and
+never a render slot (renders are admitted once the bytes are in hand).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
-from thumbsvc.errors import Forbidden
+import anyio
+from anyio import CapacityLimiter
+
+from thumbsvc.errors import Forbidden, Overloaded
+
+# Fetches that may wait for their turn, per running fetch allowed (per host and per process).
+FETCH_QUEUE_FACTOR = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +38,7 @@ class SourceImage:
         """The source with its content hash as validator, the same on every instance.
 
         SHA-256 because OpenSSL computes it with the CPU's SHA instructions: 1.8 GB/s here against
-        0.8 for BLAKE2b, about 2 ms less per request for a 3 MB photo (docs/performance.md).
+        0.8 for BLAKE2b, about 2 ms less per request for a 3 MB photo (docs/decisions.md).
         """
         return cls(data=data, validator=hashlib.sha256(data).hexdigest()[:32])
 
@@ -39,23 +53,105 @@ def is_remote(ref: str) -> bool:
     return ref.lower().startswith(("http://", "https://"))
 
 
-class Sources:
-    """Dispatch a source reference to the local or the HTTP loader."""
+def origin_of(ref: str) -> str:
+    """Given a remote reference, return the key its fetches are counted under: the host, normalised."""
+    try:
+        host = urlsplit(ref).hostname or ""
+    except ValueError:
+        host = ""
+    return host.rstrip(".")
 
-    def __init__(self, local: Source | None, remote: Source | None) -> None:
+
+class _Origin:
+    __slots__ = ("limiter", "users")
+
+    def __init__(self, running: int) -> None:
+        self.limiter = CapacityLimiter(running)
+        self.users = 0  # fetches running or waiting
+
+
+class FetchGate:
+    """Bounded concurrent fetches, per process and per origin host.
+
+    At most ``max_fetches`` run at once (``max_per_host`` for one host); up to
+    ``FETCH_QUEUE_FACTOR`` times as many wait, each at most ``timeout_s``. Beyond that, or past
+    the deadline, ``Overloaded`` (503).
+    """
+
+    def __init__(self, *, max_fetches: int, max_per_host: int, timeout_s: float, retry_after_s: int = 1) -> None:
+        self.max_fetches = max_fetches
+        self.max_per_host = max_per_host
+        self.timeout_s = timeout_s
+        self.retry_after_s = retry_after_s
+        self._limiter = CapacityLimiter(max_fetches)
+        self._origins: dict[str, _Origin] = {}
+        self.users = 0  # fetches running or waiting, all hosts
+
+    @property
+    def running(self) -> int:
+        return int(self._limiter.borrowed_tokens)
+
+    @asynccontextmanager
+    async def slot(self, origin: str) -> AsyncIterator[None]:
+        """Hold a fetch slot for ``origin`` for the body of the ``with``; raise ``Overloaded`` if none comes."""
+        state = self._origins.get(origin)
+        if state is None:
+            state = self._origins[origin] = _Origin(self.max_per_host)
+        if state.users >= self.max_per_host * (1 + FETCH_QUEUE_FACTOR):
+            self._forget(origin, state)
+            raise self._refuse("fetch_host_full", f"{state.users} fetches for one origin")
+        if self.users >= self.max_fetches * (1 + FETCH_QUEUE_FACTOR):
+            self._forget(origin, state)
+            raise self._refuse("fetch_full", f"{self.users} fetches")
+        state.users += 1
+        self.users += 1
+        held: list[CapacityLimiter] = []
+        try:
+            with anyio.move_on_after(self.timeout_s):
+                for limiter in (state.limiter, self._limiter):
+                    await limiter.acquire()
+                    held.append(limiter)
+            if len(held) < 2:
+                raise self._refuse("fetch_wait", f"no fetch slot within {self.timeout_s} s")
+            yield
+        finally:
+            for limiter in held:
+                limiter.release()
+            state.users -= 1
+            self.users -= 1
+            self._forget(origin, state)
+
+    def _forget(self, origin: str, state: _Origin) -> None:
+        if state.users == 0:
+            self._origins.pop(origin, None)
+
+    def _refuse(self, reason: str, detail: str) -> Overloaded:
+        return Overloaded(detail, reason=reason, retry_after_s=self.retry_after_s)
+
+
+class Sources:
+    """Dispatch a source reference to the local or the HTTP loader; remote fetches pass the gate."""
+
+    def __init__(self, local: Source | None, remote: Source | None, *, gate: FetchGate) -> None:
         self.local = local
         self.remote = remote
+        self.gate = gate
 
     async def fetch(self, ref: str) -> SourceImage:
+        """Given a source reference, return its bytes. Raise ``Forbidden`` when its kind is not enabled,
+        ``Overloaded`` when the gate is full, and the loader's errors."""
         if is_remote(ref):
             if self.remote is None:
                 raise Forbidden(
                     "remote sources are not enabled",
                     public_message="Remote sources are not enabled (set THUMBSVC_ALLOWED_SOURCES)",
                 )
-            return await self.remote.fetch(ref)
+            async with self.gate.slot(origin_of(ref)):
+                return await self.remote.fetch(ref)
         if self.local is None:
-            raise Forbidden("no media root configured", public_message="Local sources are not enabled")
+            raise Forbidden(
+                "no media root configured", public_message="Local sources are not enabled (set THUMBSVC_MEDIA_ROOT)"
+            )
         return await self.local.fetch(ref)
 
     async def aclose(self) -> None:
