@@ -55,14 +55,16 @@ def burst(app: object, paths: list[str]) -> list[httpx.Response]:
 
     async def main() -> None:
         transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://thumbsvc") as client:
-            async with anyio.create_task_group() as tg:
-                for index, path in enumerate(paths):
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://thumbsvc") as client,
+            anyio.create_task_group() as tg,
+        ):
+            for index, path in enumerate(paths):
 
-                    async def one(index: int = index, path: str = path) -> None:
-                        answers[index] = await client.get(path)
+                async def one(index: int = index, path: str = path) -> None:
+                    answers[index] = await client.get(path)
 
-                    tg.start_soon(one)
+                tg.start_soon(one)
 
     anyio.run(main)
     return [answer for answer in answers if answer is not None]
