@@ -1,8 +1,9 @@
-"""One benchmark arm in its own process: reads jobs as JSON lines on stdin, answers on stdout.
+"""The in-process arms, each in its own process: jobs as JSON lines on stdin, answers on stdout.
 
-Run as ``python -m bench.worker ARM`` from the repository root (the pyvips arm runs with the
-pyvips venv's interpreter). Each arm maps source bytes already in memory to encoded JPEG bytes;
-only that is timed. Requests::
+``bench inprocess`` starts ``python -m bench.lib.arms ARM TREE`` from the repository root (the pyvips
+arms with the pyvips venv's interpreter, which has no Pillow: keep this module's imports lazy).
+Each arm maps source bytes already in memory to encoded JPEG bytes; only that is timed. To add an
+arm, add a factory to ``ARMS``. Requests::
 
     {"op": "load", "paths": [...]}                       read the sources into memory
     {"op": "run", "path": p, "width": w, "height": h, "fit": f, "out": file-or-null}
@@ -24,12 +25,17 @@ import time
 from collections.abc import Callable
 
 QUALITY = 85
+# thumbsvc writes JPEGs of this many pixels or more progressive (docs/rendering.md); the like-for-like
+# pyvips arm does the same.
+PROGRESSIVE_FROM_PX = 50_000
 Arm = Callable[[bytes, int, int, str], tuple[bytes, int, int]]
 
 
-def _pillow_geometry(size: tuple[int, int], width: int, height: int, fit: str):  # type: ignore[no-untyped-def]
+def _pillow_geometry(
+    size: tuple[int, int], width: int, height: int, fit: str
+) -> tuple[tuple[int, int], tuple[float, float, float, float]]:
     """Return (output size, float source box) for cover / contain, never enlarging."""
-    from bench.workloads import expected_size, source_box
+    from bench.lib.photos import expected_size, source_box
 
     out = expected_size(size[0], size[1], width, height, fit)
     return out, source_box(size[0], size[1], out[0], out[1], fit)
@@ -67,24 +73,16 @@ def pillow_arm(draft: float | None = None) -> Arm:
     return run
 
 
-def thumbsvc_arm() -> Arm:
-    """thumbsvc's own render path, exactly as the server calls it (from $THUMBSVC_BENCH_TREE if set)."""
-    tree = os.environ.get("THUMBSVC_BENCH_TREE")
-    if tree:
-        sys.path.insert(0, tree)
-    from thumbsvc.config import Settings
-    from thumbsvc.decode import configure
-    from thumbsvc.options import make_options
-    from thumbsvc.pipeline import Limits, render
+def thumbsvc_arm(tree: str, **options: object) -> Arm:
+    """thumbsvc's render step, through ``bench.lib.adapter`` (from checkout ``tree``); ``options`` as the client's."""
+    sys.path.insert(0, tree)
+    from bench.lib.adapter import renderer
 
-    settings = Settings()
-    configure(settings.max_source_pixels)
-    limits = Limits.from_settings(settings)
+    render = renderer()
 
     def run(data: bytes, width: int, height: int, fit: str) -> tuple[bytes, int, int]:
-        options = make_options(width=width, height=height, fit=fit, format="jpeg", quality=QUALITY)
-        rendered = render(data, options, limits)
-        return rendered.data, rendered.width, rendered.height
+        out = render(data, width=width, height=height, fit=fit, quality=QUALITY, **options)
+        return out.data, out.width, out.height
 
     return run
 
@@ -92,8 +90,9 @@ def thumbsvc_arm() -> Arm:
 def pyvips_arm(progressive: bool = False) -> Arm:
     """pyvips ``thumbnail`` (shrink-on-load, centre crop for cover), one thread, operation cache off.
 
-    With ``progressive``, ``jpegsave`` writes progressive JPEG (``interlace``), as thumbsvc does from
-    50 000 px; the default is libvips's own default, baseline without optimised Huffman tables.
+    With ``progressive``, ``jpegsave`` writes progressive JPEG (``interlace``) where thumbsvc does
+    (outputs of PROGRESSIVE_FROM_PX or more): like for like. Without, libvips's own default:
+    baseline without optimised Huffman tables, about 6x cheaper to encode.
     """
     import pyvips
 
@@ -105,19 +104,22 @@ def pyvips_arm(progressive: bool = False) -> Arm:
             image = pyvips.Image.thumbnail_buffer(data, width, height=height, crop="centre")
         else:
             image = pyvips.Image.thumbnail_buffer(data, width, height=height)
-        out = image.jpegsave_buffer(Q=QUALITY, keep="none", interlace=progressive)
+        interlace = progressive and image.width * image.height >= PROGRESSIVE_FROM_PX
+        out = image.jpegsave_buffer(Q=QUALITY, keep="none", interlace=interlace)
         return out, image.width, image.height
 
     return run
 
 
-ARMS: dict[str, Callable[[], Arm]] = {
+# name -> factory(tree). Arms whose name starts with "pyvips" run in the pyvips venv.
+ARMS: dict[str, Callable[[str], Arm]] = {
     "thumbsvc": thumbsvc_arm,
-    "pillow": pillow_arm,
-    "pillow-draft": lambda: pillow_arm(draft=1.0),
-    "pillow-draft2": lambda: pillow_arm(draft=2.0),
-    "pyvips": pyvips_arm,
-    "pyvips-progressive": lambda: pyvips_arm(progressive=True),
+    "thumbsvc-smart": lambda tree: thumbsvc_arm(tree, gravity="smart"),  # what smart crop costs (cover jobs)
+    "pillow": lambda tree: pillow_arm(),
+    "pillow-draft": lambda tree: pillow_arm(draft=1.0),
+    "pillow-draft2": lambda tree: pillow_arm(draft=2.0),
+    "pyvips": lambda tree: pyvips_arm(),
+    "pyvips-progressive": lambda tree: pyvips_arm(progressive=True),
 }
 
 
@@ -135,11 +137,11 @@ def peak_rss_kib() -> int:
 
 
 def main() -> None:
-    name = sys.argv[1]
+    name, tree = sys.argv[1], sys.argv[2]
     # Keep the protocol channel clean: anything a library prints goes to stderr.
     proto = sys.stdout
     sys.stdout = sys.stderr
-    arm = ARMS[name]()
+    arm = ARMS[name](tree)
     sources: dict[str, bytes] = {}
     for line in sys.stdin:
         request = json.loads(line)

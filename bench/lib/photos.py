@@ -1,10 +1,17 @@
-"""The benchmark workloads: which photos, which thumbnails, and the geometry each must have.
+"""The photo sets the workloads use, which thumbnails of them, and the geometry each must have.
 
-W1 is six real 8-24 MP photos from the shared corpus, three thumbnails each (150x150 cover,
-400x300 contain, 1200x900 contain, JPEG q85). W2 is the same photos pre-shrunk to a 1600 px
-long edge (typical web uploads), built once into the bench cache folder. W1R is W1 stored the
-way phones store photos taken sideways: pixels turned on their side (EXIF orientation 6 or 8,
-alternately) or upside down (3), re-encoded at q92 with the profile kept.
+- ``w1``: six real 8-24 MP photos from the shared corpus, three thumbnails each (150x150 cover,
+  400x300 contain, 1200x900 contain, JPEG q85).
+- ``w2``: the same photos pre-shrunk to a 1600 px long edge (typical web uploads).
+- ``w1r``: W1 stored the way phones store photos taken sideways: pixels turned on their side
+  (EXIF orientation 6 or 8, alternately) or upside down (3), re-encoded at q92 with the profile kept.
+- ``mix24``, ``progressive24``, ``baseline24``: 24 MP JPEGs (the corpus's progressive craft-beer as
+  it is and re-encoded baseline; a 16 MP landscape scaled to 6000x4000, baseline and progressive).
+- ``other24``: 24 MP PNG and WebP sources, opaque and with alpha.
+- ``samples``: the three 1000 px photos bundled with thumbsvc, for smoke runs (always present).
+
+Derived sets are built once into ``$THUMBSVC_BENCH_CACHE/data`` (default ``~/.cache/thumbsvc-bench``),
+outside the repository.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 W1_NAMES = (
     "lepton__iphone",
     "exifsamples__HMD_Nokia_8.3_5G",
@@ -47,11 +54,20 @@ class Job:
         return f"{self.name} {self.width}x{self.height} {self.fit}"
 
 
+def bench_home() -> Path:
+    """Return the suite's folder outside the repository: derived photo sets, results, competitors' venvs."""
+    return Path(os.environ.get("THUMBSVC_BENCH_CACHE") or os.path.expanduser("~/.cache/thumbsvc-bench"))
+
+
 def cache_dir() -> Path:
-    root = os.environ.get("THUMBSVC_BENCH_CACHE") or os.path.expanduser("~/.cache/thumbsvc-bench")
-    path = Path(root) / "data"
+    path = bench_home() / "data"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def sample_photos() -> list[Path]:
+    """Return the photos bundled with thumbsvc (three 1000 px JPEGs): small, and always there."""
+    return sorted((REPO / "thumbsvc" / "samples").glob("*.jpg"))
 
 
 def corpus_photos() -> Path:
@@ -148,6 +164,97 @@ def encode_jpeg(image: Any, **params: Any) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", **params)
     return buffer.getvalue()
+
+
+def mix24_photos() -> list[Path]:
+    """Return four 24 MP JPEGs: craft-beer progressive (as in the corpus) and baseline, a landscape in both kinds."""
+    from PIL import Image
+
+    craft = corpus_photos() / "immich__craft-beer.jpg"
+    hills = corpus_photos() / "lepton__slrhills.jpg"
+    for path in (craft, hills):
+        if not path.is_file():
+            raise SystemExit(f"corpus photo missing: {path} (set THUMBSVC_CORPUS)")
+
+    def baseline_craft(src: Path) -> bytes:
+        with Image.open(src) as opened:
+            icc = opened.info.get("icc_profile")
+            return encode_jpeg(opened.convert("RGB"), quality=90, icc_profile=icc)
+
+    def landscape(progressive: bool) -> Callable[[Path], bytes]:
+        def build(src: Path) -> bytes:
+            with Image.open(src) as opened:
+                image = opened.convert("RGB").resize((6000, 4500), Image.Resampling.BICUBIC).crop((0, 250, 6000, 4250))
+            return encode_jpeg(image, quality=90, progressive=progressive)
+
+        return build
+
+    folder = cache_dir() / f"jpeg24-{source_tag(craft)}-{source_tag(hills)}"
+    return [
+        built_once(folder / "craft-beer-progressive.jpg", craft, lambda src: src.read_bytes()),
+        built_once(folder / "craft-beer-baseline.jpg", craft, baseline_craft),
+        built_once(folder / "slrhills-baseline.jpg", hills, landscape(False)),
+        built_once(folder / "slrhills-progressive.jpg", hills, landscape(True)),
+    ]
+
+
+def other24_photos() -> list[Path]:
+    """Return 24 MP PNG and WebP sources, RGB and RGBA (a smooth picture, so the PNGs stay under the 25 MB limit)."""
+    from PIL import Image
+
+    craft = corpus_photos() / "immich__craft-beer.jpg"
+    if not craft.is_file():
+        raise SystemExit(f"corpus photo missing: {craft} (set THUMBSVC_CORPUS)")
+    made: dict[str, Any] = {}
+
+    def picture(alpha: bool) -> Any:
+        if "rgb" not in made:
+            with Image.open(craft) as opened:
+                opened.draft("RGB", (750, 500))
+                made["rgb"] = opened.convert("RGB").resize((6000, 4000), Image.Resampling.BICUBIC)
+        if not alpha:
+            return made["rgb"]
+        rgba = made["rgb"].copy()
+        rgba.putalpha(Image.linear_gradient("L").resize((6000, 4000)))
+        return rgba
+
+    def build(alpha: bool, fmt: str) -> Callable[[Path], bytes]:
+        def encode(_: Path) -> bytes:
+            buffer = io.BytesIO()
+            params = {"compress_level": 9} if fmt == "PNG" else {"quality": 80}
+            picture(alpha).save(buffer, fmt, **params)
+            return buffer.getvalue()
+
+        return encode
+
+    folder = cache_dir() / f"other24-{source_tag(craft)}"
+    return [
+        built_once(folder / f"smooth-24mp-{mode}.{fmt.lower()}", craft, build(mode == "rgba", fmt))
+        for fmt in ("PNG", "WEBP")
+        for mode in ("rgb", "rgba")
+    ]
+
+
+SETS = ("w1", "w2", "w1r", "mix24", "progressive24", "baseline24", "other24", "samples")
+
+
+def photo_set(name: str, folder: str | Path | None = None) -> list[Path]:
+    """Return the photos of set ``name`` (see the module's docstring); ``folder`` replaces W1's corpus photos."""
+    if name == "samples":
+        return sample_photos()
+    if name in ("mix24", "progressive24", "baseline24"):
+        photos = mix24_photos()
+        return photos if name == "mix24" else [p for p in photos if p.stem.endswith(name.removesuffix("24"))]
+    if name == "other24":
+        return other24_photos()
+    w1 = w1_photos(folder)
+    if name == "w1":
+        return w1
+    if name == "w2":
+        return w2_photos(w1)
+    if name == "w1r":
+        return w1r_photos(w1)
+    raise SystemExit(f"unknown photo set {name!r}: one of {', '.join(SETS)}")
 
 
 def jobs_for(photos: list[Path]) -> list[Job]:

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image, ImageCms, ImageOps
 
-from bench.workloads import source_box
+from bench.lib.photos import source_box
 
 PSNR_CAP_DB = 99.0
 

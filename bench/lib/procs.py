@@ -1,4 +1,4 @@
-"""Process helpers: the competitors' interpreters, CPU pinning, and peak RSS of a process tree."""
+"""Processes: the servers' environment, the competitors' interpreters, CPU and memory of a process tree."""
 
 from __future__ import annotations
 
@@ -7,35 +7,36 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
-from bench.workloads import REPO
+from bench.lib.photos import REPO, bench_home
+
+# A server child gets none of these from the runner's environment, only what the run sets and records:
+# thumbsvc refuses unknown THUMBSVC_* names (the runner's own THUMBSVC_BENCH_* would stop it), and
+# allocator or Pillow variables left over in a shell would change what is measured without a trace.
+SCRUBBED_PREFIXES = ("THUMBSVC_", "MALLOC_", "PILLOW_")
+
+
+def server_env(settings: Mapping[str, str]) -> dict[str, str]:
+    """Return the environment of a server child: ours without any THUMBSVC_*, MALLOC_* or PILLOW_* variable, plus ``settings``."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(SCRUBBED_PREFIXES)}
+    env.update(settings)
+    return env
 
 
 def venvs_dir() -> Path:
-    return Path(os.environ.get("THUMBSVC_BENCH_VENVS") or os.path.expanduser("~/.cache/thumbsvc-bench"))
+    return Path(os.environ.get("THUMBSVC_BENCH_VENVS") or bench_home())
 
 
-def venv_python(name: str) -> str:
-    """Return the interpreter of a competitor's venv; exit with a hint if it is missing."""
+def venv_python(name: str) -> Path | None:
+    """Return the interpreter of a competitor's venv (``bench/setup_venvs.sh`` builds them), or None."""
     python = venvs_dir() / name / "bin" / "python"
-    if not python.exists():
-        raise SystemExit(f"{python} is missing: run bench/setup_venvs.sh first")
-    return str(python)
+    return python if python.exists() else None
 
 
-def popen(  # type: ignore[no-untyped-def]
-    argv: list[str], *, cpus: set[int] | None = None, env: dict[str, str] | None = None, cwd: Path = REPO, **kwargs
-):
-    """Start a child (by default in the repository root), optionally pinned to ``cpus``."""
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-
-    def pin() -> None:
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-
-    return subprocess.Popen(argv, cwd=cwd, env=full_env, preexec_fn=pin, **kwargs)
+def skipped(what: str, venv: str) -> str:
+    return f"{what}: skipped, no venv at {venvs_dir() / venv} (bash bench/setup_venvs.sh builds it)"
 
 
 def children(pid: int) -> list[int]:
@@ -53,15 +54,32 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def rss_kib(pid: int) -> int:
+def status_kib(pid: int, field: str) -> int:
+    """Return a ``/proc/PID/status`` size field (``VmRSS``, ``VmHWM``) in KiB, 0 if the process is gone."""
     try:
         with open(f"/proc/{pid}/status") as handle:
             for line in handle:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except (FileNotFoundError, ProcessLookupError):
         pass
     return 0
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> dict[int, float]:
+    """Return user + system CPU seconds of every process in the tree of ``pid``."""
+    seconds = {}
+    for child in children(pid):
+        try:
+            with open(f"/proc/{child}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            seconds[child] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+    return seconds
 
 
 class RSSSampler:
@@ -75,6 +93,7 @@ class RSSSampler:
         self.interval_s = interval_s
         self.peak_total_kib = 0
         self.peak_process_kib = 0
+        self.samples_kib: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -88,7 +107,8 @@ class RSSSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            sizes = [rss_kib(pid) for pid in children(self.pid)]
+            sizes = [status_kib(pid, "VmRSS") for pid in children(self.pid)]
+            self.samples_kib.append(sum(sizes))
             self.peak_total_kib = max(self.peak_total_kib, sum(sizes))
             self.peak_process_kib = max(self.peak_process_kib, max(sizes, default=0))
             time.sleep(self.interval_s)
@@ -106,9 +126,23 @@ def tree_commit(tree: Path) -> str:
     return commit + ("+dirty" if dirty.stdout.strip() else "")
 
 
+def knows_setting(tree: Path, variable: str) -> bool:
+    """Whether the checkout at ``tree`` has the setting ``THUMBSVC_<NAME>`` (older checkouts refuse newer names)."""
+    field = variable.removeprefix("THUMBSVC_").lower()
+    try:
+        return field in (tree / "thumbsvc" / "config.py").read_text()
+    except OSError:
+        return False
+
+
 def machine_info(tree: Path = REPO) -> dict[str, object]:
     """Return what a reader needs to judge a figure: CPU, load, library versions, the measured commit."""
-    info: dict[str, object] = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "loadavg": os.getloadavg()}
+    info: dict[str, object] = {
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "loadavg": [round(v, 2) for v in os.getloadavg()],
+    }
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
