@@ -14,7 +14,8 @@ also: decodes per render, from thumbsvc's /metrics. See ``bench.lib.httpbench``.
 
 from __future__ import annotations
 
-from bench.lib.httpbench import Gallery, Variant, main as run
+from bench.lib.httpbench import Gallery, Variant
+from bench.lib.httpbench import main as run
 
 VARIANTS: dict[str, Variant] = {"gallery": Gallery()}
 

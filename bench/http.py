@@ -17,7 +17,8 @@ what is verified and reported.
 
 from __future__ import annotations
 
-from bench.lib.httpbench import Variant, main as run
+from bench.lib.httpbench import Variant
+from bench.lib.httpbench import main as run
 
 # Variants of this workload, the first the default. A new one (an S3 source, say) is a Variant subclass here.
 VARIANTS: dict[str, Variant] = {"cold": Variant()}

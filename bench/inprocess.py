@@ -27,6 +27,7 @@ import random
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,20 +152,27 @@ def run_set(name: str, jobs: list[Job], args: argparse.Namespace, scratch: Path)
                     per_round[arm].append(float(answer[args.clock_key]))
             for arm in arms:
                 samples[arm].rounds.append(statistics.fmean(per_round[arm]))
-            print(f"  round {rnd + 1}/{args.rounds}: ms/thumbnail  " + "  ".join(f"{a} {samples[a].rounds[-1]:.1f}" for a in arms))
+            print(
+                f"  round {rnd + 1}/{args.rounds}: ms/thumbnail  "
+                + "  ".join(f"{a} {samples[a].rounds[-1]:.1f}" for a in arms)
+            )
     finally:
         for worker in workers.values():
             worker.close()
     return {"arms": arms, "samples": samples, "peak_rss_kib": {a: workers[a].peak_rss_kib for a in arms}}
 
 
-def score(name: str, jobs: list[Job], run: dict[str, Any], args: argparse.Namespace, scratch: Path) -> list[dict[str, Any]]:
+def score(
+    name: str, jobs: list[Job], run: dict[str, Any], args: argparse.Namespace, scratch: Path
+) -> list[dict[str, Any]]:
     """Return one row per job: each arm's median time, size, exactness and quality."""
     from PIL import Image
 
-    measure = None
+    measure: Callable[[str, str, bytes], dict[str, Any]] | None = None
     if args.quality:
-        from bench.lib.quality import measure
+        from bench.lib import quality
+
+        measure = quality.measure
     items = []
     for index, job in enumerate(jobs):
         with Image.open(job.path) as opened:
@@ -189,7 +197,9 @@ def score(name: str, jobs: list[Job], run: dict[str, Any], args: argparse.Namesp
     return items
 
 
-def record(result: results.Result, name: str, run: dict[str, Any], items: list[dict[str, Any]], args: argparse.Namespace) -> None:
+def record(
+    result: results.Result, name: str, run: dict[str, Any], items: list[dict[str, Any]], args: argparse.Namespace
+) -> None:
     arms: list[str] = run["arms"]
     reference = next((a for a in REFERENCE_ARMS if a in arms), arms[-1])
     ref: Samples = run["samples"][reference]
@@ -200,7 +210,8 @@ def record(result: results.Result, name: str, run: dict[str, Any], items: list[d
         result.add(f"{name}.{arm}.ms_per_thumb", s.rounds, "ms", "lower")
         result.add(f"{name}.{arm}.peak_rss_mib", [run["peak_rss_kib"][arm] / 1024], "MiB", "lower")
         exact = sum(1 for row in items if row["arms"][arm]["exact_size"])
-        line = f"  {arm:20} {statistics.fmean(medians):7.1f} ms  rounds {summary(s.rounds)['p10']:.1f}..{summary(s.rounds)['p90']:.1f}"
+        spread = summary(s.rounds)
+        line = f"  {arm:20} {statistics.fmean(medians):7.1f} ms  rounds {spread['p10']:.1f}..{spread['p90']:.1f}"
         line += f"  exact sizes {exact}/{len(items)}  rss {run['peak_rss_kib'][arm] / 1024:.0f} MiB"
         if args.quality:
             psnrs = [row["arms"][arm]["psnr"] for row in items]
@@ -211,7 +222,8 @@ def record(result: results.Result, name: str, run: dict[str, Any], items: list[d
             result.add(f"{name}.{arm}/{reference}.time_ratio", ratios, "x", "lower")
             ref_medians = [row["arms"][reference]["median_ms"] for row in items]
             job_ratio = geomean([a / b for a, b in zip(medians, ref_medians, strict=True)])
-            line += f"  x{statistics.median(ratios):.3f} (rounds {min(ratios):.3f}..{max(ratios):.3f}, jobs {job_ratio:.3f})"
+            line += f"  x{statistics.median(ratios):.3f} (rounds {min(ratios):.3f}..{max(ratios):.3f}"
+            line += f", jobs {job_ratio:.3f})"
             if args.quality:
                 deltas = [row["arms"][arm]["psnr"] - row["arms"][reference]["psnr"] for row in items]
                 result.add(f"{name}.{arm}/{reference}.psnr_mean_delta", [statistics.fmean(deltas)], "dB", "higher")
@@ -225,14 +237,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = cli.parser("inprocess", __doc__)
     parser.add_argument("--sets", default="w1,w2", help="photo sets, comma-separated: w1, w2, w1r (default w1,w2)")
     parser.add_argument("--photos", help="folder of photos to use instead of W1's six corpus photos")
-    parser.add_argument("--arms", default=DEFAULT_ARMS, help=f"comma-separated of {', '.join(ARMS)}; thumbsvc:NAME for an --alt")
+    parser.add_argument(
+        "--arms", default=DEFAULT_ARMS, help=f"comma-separated of {', '.join(ARMS)}; thumbsvc:NAME for an --alt"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="cpu: CPU time of the arm's process (default)")
+    parser.add_argument(
+        "--clock", choices=("cpu", "wall"), default="cpu", help="cpu: CPU time of the arm's process (default)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cpu", type=int, help="pin every worker to this CPU")
     cli.add_tree(parser)
-    parser.add_argument("--alt", action="append", default=[], metavar="NAME=TREE", help="another checkout, arm thumbsvc:NAME")
+    parser.add_argument(
+        "--alt", action="append", default=[], metavar="NAME=TREE", help="another checkout, arm thumbsvc:NAME"
+    )
     parser.add_argument("--no-quality", dest="quality", action="store_false")
     args = parser.parse_args(argv)
     if args.smoke:

@@ -47,7 +47,9 @@ def media_for(photos: list[Path]) -> tuple[Path, list[str]]:
     return root, [str(p.relative_to(root)) for p in photos]
 
 
-def run_once(name: str, tree: Path, settings: dict[str, str], photos: list[Path], args: argparse.Namespace) -> dict[str, Any]:
+def run_once(
+    name: str, tree: Path, settings: dict[str, str], photos: list[Path], args: argparse.Namespace
+) -> dict[str, Any]:
     import httpx
     from PIL import Image
 
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.sets, args.passes, args.repeat, args.sizes, args.clients = "samples", 1, 1, "400x300:contain", 2
     args.tree = args.tree.resolve()
-    servers = [("thumbsvc", args.tree, {})] + [
+    servers: list[tuple[str, Path, dict[str, str]]] = [("thumbsvc", args.tree, {})] + [
         (f"thumbsvc:{name}", tree or args.tree, settings) for name, tree, settings in map(cli.parse_alt, args.alt)
     ]
     result = results.Result("memory", sys.argv[1:] if argv is None else list(argv), smoke=args.smoke)
@@ -141,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     result.settings = {
         k: getattr(args, k) for k in ("sets", "sizes", "format", "clients", "slots", "passes", "repeat", "caches")
     }
-    result.settings["servers"] = {name: {"tree": str(tree), "commit": tree_commit(tree), "settings": s} for name, tree, s in servers}
+    result.settings["servers"] = {
+        name: {"tree": str(tree), "commit": tree_commit(tree), "settings": s} for name, tree, s in servers
+    }
     for set_name in [s.strip() for s in args.sets.split(",") if s.strip()]:
         photos = photo_set(set_name, args.photos)
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in servers}
@@ -160,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
             result.add(f"{key}.peak_rss_mib", [r["peak_rss_mib"] for r in series], "MiB", "lower")
             result.add(f"{key}.end_rss_mib", [r["end_rss_mib"] for r in series], "MiB", "lower")
             result.add(f"{key}.renders_per_s", [r["renders_per_s"] for r in series], "renders/s", "higher")
-            result.add(f"{key}.not_200", [sum(v for k, v in r["statuses"].items() if k != "200") for r in series], "count", "lower")
+            result.add(
+                f"{key}.not_200",
+                [sum(v for k, v in r["statuses"].items() if k != "200") for r in series],
+                "count",
+                "lower",
+            )
         result.details[set_name] = runs
     return cli.finish(result, args)

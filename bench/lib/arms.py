@@ -50,7 +50,7 @@ def pillow_arm(draft: float | None = None) -> Arm:
     from PIL import Image, ImageOps
 
     def run(data: bytes, width: int, height: int, fit: str) -> tuple[bytes, int, int]:
-        image = Image.open(io.BytesIO(data))
+        image: Image.Image = Image.open(io.BytesIO(data))
         if draft is not None and image.format == "JPEG":
             orientation = image.getexif().get(0x0112, 1)
             upright = image.size if orientation < 5 else image.size[::-1]
@@ -94,7 +94,7 @@ def pyvips_arm(progressive: bool = False) -> Arm:
     (outputs of PROGRESSIVE_FROM_PX or more): like for like. Without, libvips's own default:
     baseline without optimised Huffman tables, about 6x cheaper to encode.
     """
-    import pyvips
+    import pyvips  # type: ignore[import-not-found]  # only in the pyvips venv
 
     pyvips.cache_set_max(0)
     pyvips.cache_set_max_mem(0)

@@ -67,7 +67,9 @@ class Variant:
 
     def media(self, photos: list[Path]) -> Path:
         """Return a media root holding ``photos/<name>`` and FOLDERS directory links to it (built once)."""
-        root = cache_dir() / ("media-" + hashlib.blake2b("".join(source_tag(p) for p in photos).encode(), digest_size=4).hexdigest())
+        root = cache_dir() / (
+            "media-" + hashlib.blake2b("".join(source_tag(p) for p in photos).encode(), digest_size=4).hexdigest()
+        )
         (root / "photos").mkdir(parents=True, exist_ok=True)
         for src in photos:
             dest = root / "photos" / src.name
@@ -131,7 +133,12 @@ def upright_size(path: Path) -> tuple[int, int]:
 
 
 async def drive(
-    server: Server, targets: list[Target], clients: int, warmup_s: float, duration_s: float, cursor: Iterator[int] | None
+    server: Server,
+    targets: list[Target],
+    clients: int,
+    warmup_s: float,
+    duration_s: float,
+    cursor: Iterator[int] | None,
 ) -> Window:
     """Run ``clients`` keep-alive clients against ``server``: warm-up, then a measured window.
 
@@ -168,7 +175,9 @@ async def drive(
                     and int(response.headers.get("content-length", -1)) == len(body)
                 )
                 if not ok:
-                    window.problems.append(f"{target.path}: {response.status_code} {response.headers.get('content-type')}")
+                    window.problems.append(
+                        f"{target.path}: {response.status_code} {response.headers.get('content-type')}"
+                    )
                 digest = hashlib.blake2b(body, digest_size=16).hexdigest()
                 if ok and (target_index, digest) not in window.bodies:
                     window.bodies[(target_index, digest)] = body
@@ -230,11 +239,10 @@ def run_round(
     cursor: Iterator[int] | None,
     verified: dict[tuple[int, str], bool],
 ) -> dict[str, Any]:
-    counters = server.counters if isinstance(server, ThumbsvcServer) else dict
-    before = counters()
+    before = server.counters()
     with RSSSampler(server.pid) as rss:
         window = asyncio.run(drive(server, targets, clients, args.warmup, args.duration, cursor))
-    after = counters()
+    after = server.counters()
     work = {name: after[name] - before.get(name, 0.0) for name in after}  # warm-up included: per render is what counts
     verify(window, targets, verified)
     good = [s for s in window.samples if s.ok]
@@ -269,7 +277,7 @@ def make_servers(variant: Variant, media: Path, args: argparse.Namespace) -> lis
             merged = {**variant.settings(media), **settings}
             servers.append(ThumbsvcServer(f"thumbsvc:{name}{suffix}", tree or args.tree, merged, workers))
     if args.thumbor_processes and variant.thumbor:
-        rival = thumbor(args.thumbor_processes)
+        rival = thumbor(args.thumbor_processes, media)
         if rival is not None:
             servers.append(rival)
     return servers
@@ -290,17 +298,16 @@ def targets_for(server: Server, variant: Variant, photos: list[Path]) -> list[Ta
     ]
 
 
-def run_variant(variant: Variant, photos: list[Path], args: argparse.Namespace, logs: Path, result: results.Result) -> None:
+def run_variant(
+    variant: Variant, photos: list[Path], args: argparse.Namespace, logs: Path, result: results.Result
+) -> None:
     media = variant.media(photos)
     servers = make_servers(variant, media, args)
     print(f"[{variant.name}] starting {', '.join(s.name for s in servers)} on 127.0.0.1 ...")
     started: list[Server] = []
     try:
         for server in servers:
-            if isinstance(server, ThumborServer):
-                server.start(media, logs / f"{variant.name}-{server.name}.log")
-            else:
-                server.start(logs / f"{variant.name}-{server.name}.log")  # type: ignore[attr-defined]
+            server.start(logs / f"{variant.name}-{server.name}.log")
             started.append(server)
         plans = {server.name: targets_for(server, variant, photos) for server in servers}
         cursors = {server.name: itertools.count() for server in servers}
@@ -312,10 +319,13 @@ def run_variant(variant: Variant, photos: list[Path], args: argparse.Namespace, 
                     cursor = cursors[server.name] if variant.shared_queue else None
                     r = run_round(server, plans[server.name], clients, args, cursor, verified[server.name])
                     rounds[server.name].append(r)
-                    per_render = f" decodes/render {r['decodes'] / r['renders']:.2f}" if r["decodes"] and r["renders"] else ""
+                    per_render = (
+                        f" decodes/render {r['decodes'] / r['renders']:.2f}" if r["decodes"] and r["renders"] else ""
+                    )
                     print(
                         f"  {variant.name} c={clients} round {rnd + 1}: {server.name:16} {r['thumbs_per_s']:6.1f}/s"
-                        f" {r['thumbs_per_core_s']}/core-s cores {r['process_cores']} p50 {r['p50_ms']} p99 {r['p99_ms']} ms"
+                        f" {r['thumbs_per_core_s']}/core-s cores {r['process_cores']}"
+                        f" p50 {r['p50_ms']} p99 {r['p99_ms']} ms"
                         f" rss {r['peak_rss_mib']} MiB 503s {r['status_503']} failed {r['failed']}{per_render}"
                         + (f" {r['problems'][:2]}" if r["problems"] else "")
                     )
@@ -325,7 +335,13 @@ def run_variant(variant: Variant, photos: list[Path], args: argparse.Namespace, 
             server.stop()
 
 
-def record(result: results.Result, variant: str, clients: int, servers: list[Server], rounds: Mapping[str, list[dict[str, Any]]]) -> None:
+def record(
+    result: results.Result,
+    variant: str,
+    clients: int,
+    servers: list[Server],
+    rounds: Mapping[str, list[dict[str, Any]]],
+) -> None:
     prefix = f"{variant}.c{clients}"
     rival = next((s.name for s in servers if isinstance(s, ThumborServer)), None)
     for server in servers:
@@ -350,7 +366,12 @@ def record(result: results.Result, variant: str, clients: int, servers: list[Ser
             )
             result.add(
                 f"{key}/{rival}.per_core_ratio",
-                [a["thumbs_per_core_s"] / b["thumbs_per_core_s"] if a["thumbs_per_core_s"] and b["thumbs_per_core_s"] else None for a, b in pairs],
+                [
+                    a["thumbs_per_core_s"] / b["thumbs_per_core_s"]
+                    if a["thumbs_per_core_s"] and b["thumbs_per_core_s"]
+                    else None
+                    for a, b in pairs
+                ],
                 "x",
                 "higher",
             )
@@ -375,7 +396,8 @@ def main(workload: str, doc: str | None, variants: Mapping[str, Variant], argv: 
         action="append",
         default=[],
         metavar="NAME=[TREE][:VAR=VALUE,...]",
-        help="one more thumbsvc server: another checkout and/or other settings (e.g. nobudget=:THUMBSVC_RENDER_MEMORY_BUDGET=0)",
+        help="one more thumbsvc server: another checkout and/or other settings"
+        " (e.g. nobudget=:THUMBSVC_RENDER_MEMORY_BUDGET=0)",
     )
     args = parser.parse_args(argv)
     if args.smoke:
@@ -407,7 +429,10 @@ def main(workload: str, doc: str | None, variants: Mapping[str, Variant], argv: 
         "warmup_s": args.warmup,
         "thumbsvc_workers": args.thumbsvc_workers,
         "thumbor_processes": args.thumbor_processes,
-        "alt": {name: {"tree": str(tree or args.tree), "commit": tree_commit(tree or args.tree), "settings": s} for name, tree, s in args.alt},
+        "alt": {
+            name: {"tree": str(tree or args.tree), "commit": tree_commit(tree or args.tree), "settings": s}
+            for name, tree, s in args.alt
+        },
     }
     with tempfile.TemporaryDirectory(prefix="thumbsvc-bench-http-") as logs:
         for name in chosen:

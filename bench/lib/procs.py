@@ -19,7 +19,7 @@ SCRUBBED_PREFIXES = ("THUMBSVC_", "MALLOC_", "PILLOW_")
 
 
 def server_env(settings: Mapping[str, str]) -> dict[str, str]:
-    """Return the environment of a server child: ours without any THUMBSVC_*, MALLOC_* or PILLOW_* variable, plus ``settings``."""
+    """Return a server's environment: ours less every THUMBSVC_*, MALLOC_*, PILLOW_* variable, plus ``settings``."""
     env = {name: value for name, value in os.environ.items() if not name.startswith(SCRUBBED_PREFIXES)}
     env.update(settings)
     return env

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -62,7 +63,8 @@ def chroma_psnr(a: Image.Image, b: Image.Image) -> float:
 
 def luma(image: Image.Image) -> np.ndarray:
     rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
-    return rgb @ np.array([0.299, 0.587, 0.114])
+    weighted: np.ndarray = rgb @ np.array([0.299, 0.587, 0.114])
+    return weighted
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -75,13 +77,15 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def _gaussian(size: int = 11, sigma: float = 1.5) -> np.ndarray:
     x = np.arange(size, dtype=np.float64) - size // 2
     g = np.exp(-(x**2) / (2 * sigma**2))
-    return g / g.sum()
+    normalised: np.ndarray = g / g.sum()
+    return normalised
 
 
 def _blur(x: np.ndarray, g: np.ndarray) -> np.ndarray:
     # Separable 'valid' Gaussian filter: rows, then columns.
     rows = sliding_window_view(x, len(g), axis=0) @ g
-    return sliding_window_view(rows, len(g), axis=1) @ g
+    blurred: np.ndarray = sliding_window_view(rows, len(g), axis=1) @ g
+    return blurred
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -101,7 +105,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 CROP_SHIFTS = (-0.5, 0.0, 0.5)
 
 
-def measure(path: str, fit: str, output: bytes) -> dict[str, float | int]:
+def measure(path: str, fit: str, output: bytes) -> dict[str, Any]:
     """Return PSNR/SSIM of an encoded thumbnail against the reference of its own size.
 
     ``psnr_strict``/``ssim_strict`` compare with the ideal centred crop. A ``cover`` thumbnail

@@ -57,7 +57,7 @@ class Result:
     _t0: float = field(default_factory=time.monotonic)
 
     def add(self, name: str, values: Iterable[float | None], unit: str, better: str = "lower") -> None:
-        """Record metric ``name``: its value per round (``None`` rounds are left out), its unit and which way is better."""
+        """Record metric ``name``: its value per round (``None`` left out), its unit and which way is better."""
         if better not in ("lower", "higher", "none"):
             raise ValueError(f"better must be lower, higher or none, not {better!r}")
         kept = [round(float(v), 4) for v in values if v is not None and math.isfinite(float(v))]

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,6 +45,17 @@ class Server:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def start(self, log: Path | None = None) -> None:
+        raise NotImplementedError
+
+    def path(self, source: str, width: int, height: int, fit: str) -> str:
+        """Return the URL path of a JPEG q85 thumbnail of ``source`` fitting ``width`` x ``height`` by ``fit``."""
+        raise NotImplementedError
+
+    def counters(self) -> dict[str, float]:
+        """Work done so far (renders, decodes), where the server tells."""
+        return {}
 
     def spawn(self, argv: list[str], env: Mapping[str, str], cwd: Path, log: Path | None) -> None:
         out = log.open("wb") if log else subprocess.DEVNULL
@@ -124,19 +136,21 @@ class ThumbsvcServer(Server):
 class ThumborServer(Server):
     """thumbor 7.8 from its venv: file loader under ``root``, no storage or result storage, q85."""
 
-    def __init__(self, processes: int, python: Path) -> None:
+    def __init__(self, processes: int, python: Path, root: Path) -> None:
         super().__init__()
         self.name = f"thumbor-p{processes}"
         self.processes = processes
         self.executable = python.parent / "thumbor"
+        self.root = root
 
-    def start(self, root: Path, log: Path) -> None:
-        conf = log.with_suffix(".conf.py")
+    def start(self, log: Path | None = None) -> None:
+        folder = log.parent if log else Path(tempfile.mkdtemp(prefix="thumbsvc-bench-thumbor-"))
+        conf = folder / f"{self.name}.conf.py"
         conf.write_text(
             "\n".join(
                 [
                     "LOADER = 'thumbor.loaders.file_loader'",
-                    f"FILE_LOADER_ROOT_PATH = {str(root)!r}",
+                    f"FILE_LOADER_ROOT_PATH = {str(self.root)!r}",
                     "STORAGE = 'thumbor.storages.no_storage'",
                     "RESULT_STORAGE = 'thumbor.result_storages.no_storage'",
                     "RESPECT_ORIENTATION = True",
@@ -158,7 +172,7 @@ class ThumborServer(Server):
         return f"/unsafe/{prefix}{width}x{height}/{source}"
 
 
-def thumbor(processes: int) -> ThumborServer | None:
+def thumbor(processes: int, root: Path) -> ThumborServer | None:
     """Return a thumbor server of ``processes`` processes, or None (with a line saying why) when its venv is missing."""
     from bench.lib.procs import skipped
 
@@ -166,4 +180,4 @@ def thumbor(processes: int) -> ThumborServer | None:
     if python is None:
         print(skipped("thumbor", "thumbor"))
         return None
-    return ThumborServer(processes, python)
+    return ThumborServer(processes, python, root)
