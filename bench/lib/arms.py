@@ -88,7 +88,7 @@ def thumbsvc_arm(tree: str, **options: object) -> Arm:
 
 
 def pyvips_arm(progressive: bool = False) -> Arm:
-    """pyvips ``thumbnail`` (shrink-on-load, centre crop for cover), one thread, operation cache off.
+    """pyvips ``thumbnail`` (shrink-on-load, centre crop for cover, never enlarging), one thread, no operation cache.
 
     With ``progressive``, ``jpegsave`` writes progressive JPEG (``interlace``) where thumbsvc does
     (outputs of PROGRESSIVE_FROM_PX or more): like for like. Without, libvips's own default:
@@ -101,9 +101,9 @@ def pyvips_arm(progressive: bool = False) -> Arm:
 
     def run(data: bytes, width: int, height: int, fit: str) -> tuple[bytes, int, int]:
         if fit == "cover":
-            image = pyvips.Image.thumbnail_buffer(data, width, height=height, crop="centre")
+            image = pyvips.Image.thumbnail_buffer(data, width, height=height, crop="centre", size="down")
         else:
-            image = pyvips.Image.thumbnail_buffer(data, width, height=height)
+            image = pyvips.Image.thumbnail_buffer(data, width, height=height, size="down")
         interlace = progressive and image.width * image.height >= PROGRESSIVE_FROM_PX
         out = image.jpegsave_buffer(Q=QUALITY, keep="none", interlace=interlace)
         return out, image.width, image.height
