@@ -13,7 +13,7 @@ def main(argv: list[str]) -> int:
         print(bench.__doc__)
         print("workloads: " + ", ".join(bench.workloads()))
         print("tools:     " + ", ".join(bench.TOOLS))
-        return 0 if argv else 2
+        return 0
     name = argv[0].replace("-", "_")
     if name not in bench.modules():
         print(f"no workload or tool {argv[0]!r}; workloads: {', '.join(bench.workloads())}", file=sys.stderr)
