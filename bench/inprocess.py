@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -46,9 +48,6 @@ class Worker:
     """One arm's worker process, spoken to one JSON line at a time."""
 
     def __init__(self, arm: str, python: Path, tree: Path, cpu: int | None) -> None:
-        import os
-        import subprocess
-
         self.arm = arm
         kind = arm.split(":")[0]
         env = {**os.environ, "VIPS_CONCURRENCY": "1", "OMP_NUM_THREADS": "1"}
@@ -202,6 +201,8 @@ def record(
 ) -> None:
     arms: list[str] = run["arms"]
     reference = next((a for a in REFERENCE_ARMS if a in arms), arms[-1])
+    if reference not in REFERENCE_ARMS:
+        print(f"(no pyvips arm ran: ratios are to {reference})")
     ref: Samples = run["samples"][reference]
     print(f"\n== {name}: CPU ms per thumbnail, ratio to {reference} per round, quality ==")
     for arm in arms:

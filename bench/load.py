@@ -59,14 +59,14 @@ class Phase:
     server: dict[str, float] = field(default_factory=dict)
 
 
-def summarise(phase: Phase, results: list[tuple[int, float]], elapsed_s: float) -> Phase:
-    ok = [latency for status, latency in results if status == 200]
-    refused = [latency for status, latency in results if status == 503]
-    phase.sent = len(results)
+def summarise(phase: Phase, answers: list[tuple[int, float]], elapsed_s: float) -> Phase:
+    ok = [latency for status, latency in answers if status == 200]
+    refused = [latency for status, latency in answers if status == 503]
+    phase.sent = len(answers)
     phase.ok, phase.rejected = len(ok), len(refused)
-    phase.other = len(results) - len(ok) - len(refused)
+    phase.other = len(answers) - len(ok) - len(refused)
     phase.ok_rps = round(len(ok) / elapsed_s, 2)
-    phase.share_503 = round(len(refused) / len(results), 3) if results else math.nan
+    phase.share_503 = round(len(refused) / len(answers), 3) if answers else math.nan
     phase.p50_ok_ms, phase.p99_ok_ms = (round(quantile(ok, q) * 1000, 1) for q in (0.5, 0.99))
     phase.p50_503_ms, phase.p99_503_ms = (round(quantile(refused, q) * 1000, 1) for q in (0.5, 0.99))
     return phase
@@ -81,7 +81,7 @@ def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]
 
 async def closed_loop(base: str, paths: Iterator[str], clients: int, duration_s: float) -> list[tuple[int, float]]:
     """``clients`` clients, each sending its next request as soon as the previous one is answered."""
-    results: list[tuple[int, float]] = []
+    answers: list[tuple[int, float]] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
         stop_at = time.monotonic() + duration_s
@@ -90,17 +90,17 @@ async def closed_loop(base: str, paths: Iterator[str], clients: int, duration_s:
             while time.monotonic() < stop_at:
                 started = time.monotonic()
                 response = await client.get(next(paths))
-                results.append((response.status_code, time.monotonic() - started))
+                answers.append((response.status_code, time.monotonic() - started))
 
         async with anyio.create_task_group() as tg:
             for _ in range(clients):
                 tg.start_soon(worker)
-    return results
+    return answers
 
 
 async def open_loop(base: str, paths: Iterator[str], rate: float, duration_s: float) -> list[tuple[int, float]]:
     """Send requests at ``rate`` per second, evenly spaced, whether or not earlier ones were answered."""
-    results: list[tuple[int, float]] = []
+    answers: list[tuple[int, float]] = []
     limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
 
@@ -108,9 +108,9 @@ async def open_loop(base: str, paths: Iterator[str], rate: float, duration_s: fl
             started = time.monotonic()
             try:
                 response = await client.get(path)
-                results.append((response.status_code, time.monotonic() - started))
+                answers.append((response.status_code, time.monotonic() - started))
             except httpx.HTTPError:
-                results.append((0, time.monotonic() - started))
+                answers.append((0, time.monotonic() - started))
 
         count = int(rate * duration_s)
         start = time.monotonic()
@@ -120,7 +120,7 @@ async def open_loop(base: str, paths: Iterator[str], rate: float, duration_s: fl
                 if delay > 0:
                     await anyio.sleep(delay)
                 tg.start_soon(one, next(paths))
-    return results
+    return answers
 
 
 def wrk(url: str, connections: int, duration_s: float) -> tuple[float, float, float]:
@@ -200,10 +200,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report["cache_hits"] = {"driver": "wrk", "connections": args.hit_connections, "rps": rps}
             report["cache_hits"].update(p50_ms=p50, p99_ms=p99)
         else:
-            results_ = anyio.run(
+            answers = anyio.run(
                 closed_loop, server.base, itertools.repeat(hit_path), args.hit_connections, args.duration
             )
-            hits = summarise(Phase("cache hits", None, args.duration), results_, args.duration)
+            hits = summarise(Phase("cache hits", None, args.duration), answers, args.duration)
             report["cache_hits"] = {"driver": "httpx", "connections": args.hit_connections, "rps": hits.ok_rps}
             report["cache_hits"].update(p50_ms=hits.p50_ok_ms, p99_ms=hits.p99_ok_ms)
         print(f"cache hits: {report['cache_hits']}", flush=True)
@@ -212,8 +212,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         slots = int(args.settings.get("THUMBSVC_RENDER_SLOTS") or len(os.sched_getaffinity(0))) * args.workers
         before = metrics(server)
         started = time.monotonic()
-        results_ = anyio.run(closed_loop, server.base, paths, 3 * slots, args.duration)
-        capacity = summarise(Phase("capacity", None, args.duration), results_, time.monotonic() - started)
+        answers = anyio.run(closed_loop, server.base, paths, 3 * slots, args.duration)
+        capacity = summarise(Phase("capacity", None, args.duration), answers, time.monotonic() - started)
         capacity.server = delta(metrics(server), before)
         print(f"capacity: {asdict(capacity)}", flush=True)
         phases = [capacity]
@@ -223,8 +223,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(args.pause)  # let the queue empty
             rate = max(capacity.ok_rps, 0.5) * factor
             before = metrics(server)
-            results_ = anyio.run(open_loop, server.base, paths, rate, args.duration)
-            phase = summarise(Phase(f"cold {factor:g}x", round(rate, 2), args.duration), results_, args.duration)
+            answers = anyio.run(open_loop, server.base, paths, rate, args.duration)
+            phase = summarise(Phase(f"cold {factor:g}x", round(rate, 2), args.duration), answers, args.duration)
             phase.server = delta(metrics(server), before)
             print(f"{phase.name}: {asdict(phase)}", flush=True)
             phases.append(phase)
