@@ -1,128 +1,221 @@
-"""Where one render's time goes, stage by stage, and what no resampler or cache could take away.
+"""floors: what each stage of a cold render costs, and what no resampler or cache could take away (on pyperf).
 
-For every job of a workload, thumbsvc's own render path (``pipeline``) is run with each stage
-timed alone, in CPU time, median of ``--runs``:
+For each photo set, every stage below is one pyperf benchmark: a value is one pass over the set's
+jobs (18 for W1), in CPU time of the worker process, divided by the number of jobs, so values are
+CPU ms per thumbnail. pyperf runs each benchmark in fresh worker processes (``--processes``,
+``--values``, ``--fast``, ``--rigorous``; calibrated loops) and its suite is written beside the
+result as ``<result>.pyperf.json``, for ``python -m pyperf stats|hist|compare_to``.
 
-- ``decode``: the JPEG decode at the DCT scale ``pipeline.draft`` picks for the job (header
-  parsing included);
-- ``decode_floor``: the same file decoded at 1/8, luma only, the cheapest decode libjpeg-turbo
-  offers through Pillow: what is left is entropy decoding, which every decoder of the file pays;
-- ``finish``: everything between decode and encode (plane split, resampling, orientation, colour);
-- ``encode``: encoding the finished thumbnail as thumbsvc does (progressive JPEG from 50 000 px);
-- ``encode_baseline``: the same pixels encoded as libvips does by default (baseline, standard
-  Huffman tables), for comparison;
-- ``total``: ``pipeline.render`` end to end.
+- ``decode_floor``: the file decoded at 1/8, luma only, the cheapest decode libjpeg-turbo offers
+  through Pillow: what is left is entropy decoding, which any decoder of the file pays;
+- ``decode``: the decode at the DCT scale thumbsvc picks for the job (header parsing included);
+- ``finish``: everything between decode and encode (planes, resampling, orientation, colour);
+- ``encode``: thumbsvc's encode of the finished pixels (progressive JPEG from 50 000 px);
+- ``encode_baseline``: the same pixels as baseline JPEG with standard tables (libvips's default);
+- ``render``: the whole render step end to end;
+- ``app``: the whole app in one process (``create_app``, caches off) answering the job's signed URL
+  over ASGI (httpx's ASGITransport), one request at a time: the render plus reading and hashing the
+  source, routing, signature, admission, threads and the response, without sockets or HTTP parsing.
 
-    python -m bench.floors                     # W1 and W2, 7 runs each
-    python -m bench.floors --workload w2 --runs 11 --out bench/results/floors.json
+Ratios reported per set: render / decode and app / decode (issue 16's goal: a cold thumbnail's
+CPU within 1.35x of the decode at the chosen DCT scale), and render / decode_floor. The render
+stages come from ``bench.lib.adapter`` (the only code here that knows thumbsvc's internals).
 
-The report sums each column over the workload's jobs (ms per thumbnail = the mean), so a goal
-can be set against what its stages cost: a rival that takes less than ``decode + encode`` per
-thumbnail cannot be matched by a faster resampler.
+    python -m bench floors                         # w1 and w2, every stage, 10 processes x 3 values
+    python -m bench floors --sets w1 --stages decode,render,app --fast
+    python -m pyperf compare_to OLD.pyperf.json NEW.pyperf.json
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import functools
 import io
 import json
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from bench.procs import machine_info
-from bench.workloads import QUALITY, REPO, jobs_for, w1_photos, w2_photos
+from bench.lib import cli, results
+from bench.lib.photos import QUALITY, jobs_for, photo_set
+from bench.lib.procs import machine_info
 
-STAGES = ("decode", "decode_floor", "finish", "encode", "encode_baseline", "total")
-
-
-def cpu_ms(func: Callable[[], object], runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        started = time.process_time()
-        func()
-        samples.append((time.process_time() - started) * 1000)
-    return statistics.median(samples)
+STAGES = ("decode_floor", "decode", "finish", "encode", "encode_baseline", "render", "app")
+KEY = "bench-floors-key-not-secret"
 
 
-def measure_job(data: bytes, width: int, height: int, fit: str, runs: int) -> dict[str, float]:
+def decode_floor(data: bytes) -> None:
+    """Decode ``data`` the cheapest way Pillow offers (1/8 scale, luma only): entropy decoding is what is left."""
     from PIL import Image
 
-    from thumbsvc import pipeline
-    from thumbsvc.decode import Limits
-    from thumbsvc.encoding import encode
-    from thumbsvc.options import make_options
-
-    limits = Limits()
-    options = make_options(width=width, height=height, fit=fit, format="jpeg", quality=QUALITY)
-
-    def opened() -> tuple[Image.Image, pipeline.Job, pipeline.Plan]:
-        image, job, layout = pipeline.open_job(data, options, limits)
-        scale = pipeline.draft(image, layout, planar=pipeline.decodes_planar(image, job.kind))
-        return image, replace(job, scale=scale), layout
-
-    def decode() -> Image.Image:
-        image, job, _ = opened()
-        image.load()
-        return pipeline.prepare(image, job)
-
-    def decode_floor() -> None:
-        image = Image.open(io.BytesIO(data))
+    with Image.open(io.BytesIO(data)) as image:
         image.draft("L", (max(1, image.width // 8), max(1, image.height // 8)))
         image.load()
 
-    _, job, layout = opened()
-    frame = decode()
-    finished = pipeline.finish(frame, job, layout)
 
-    def encode_baseline() -> None:
-        image = finished.copy()
-        image.save(io.BytesIO(), "JPEG", quality=QUALITY)
+@functools.cache
+def stage_calls(jobs_file: str, tree: str, set_name: str, stage: str) -> list[Callable[[], object]]:
+    """Return one call per job of ``set_name`` that does ``stage`` (made once per worker process)."""
+    sys.path.insert(0, tree)
+    jobs = json.loads(Path(jobs_file).read_text())[set_name]
+    if stage == "app":
+        return app_calls(jobs)
+    if stage == "decode_floor":
+        return [functools.partial(decode_floor, Path(job["path"]).read_bytes()) for job in jobs]
+    from bench.lib.adapter import stages
 
-    return {
-        "decode": cpu_ms(decode, runs),
-        "decode_floor": cpu_ms(decode_floor, runs),
-        "finish": cpu_ms(lambda: pipeline.finish(frame, job, layout), runs),
-        "encode": cpu_ms(lambda: encode(finished.copy(), job.kind, QUALITY), runs),
-        "encode_baseline": cpu_ms(encode_baseline, runs),
-        "total": cpu_ms(lambda: pipeline.render(data, options, limits), runs),
-        "scale": job.scale,
+    box = ("width", "height", "fit")
+    return [stages(Path(j["path"]).read_bytes(), quality=QUALITY, **{k: j[k] for k in box})[stage] for j in jobs]
+
+
+def app_calls(jobs: list[dict[str, Any]]) -> list[Callable[[], object]]:
+    """Return one call per job that asks the whole app (caches off) for its thumbnail over ASGI."""
+    import httpx
+
+    from thumbsvc.app import create_app
+    from thumbsvc.client import URLSigner
+    from thumbsvc.config import Settings
+
+    paths = [Path(job["path"]) for job in jobs]
+    root = paths[0].parent
+    for path in paths[1:]:
+        while root not in path.parents:
+            root = root.parent
+    settings = Settings(keys=(KEY,), media_root=str(root), cache_bytes=0, source_cache_bytes=0, decoded_cache_bytes=0)
+    app = create_app(settings)
+    loop = asyncio.new_event_loop()
+    lifespan = contextlib.AsyncExitStack()
+    loop.run_until_complete(lifespan.enter_async_context(app.router.lifespan_context(app)))
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
+    signer = URLSigner(KEY)
+
+    def get(path: str, keep: object = lifespan) -> None:
+        # ``keep`` holds the app's lifespan open for as long as the calls live (the app drains when it closes).
+        response = loop.run_until_complete(client.get(path))
+        if response.status_code != 200:
+            raise SystemExit(f"app answered {response.status_code} to {path}: {response.text}")
+
+    urls = [
+        signer.path(
+            str(p.relative_to(root)), width=j["width"], height=j["height"], fit=j["fit"], format="jpeg", quality=QUALITY
+        )
+        for p, j in zip(paths, jobs, strict=True)
+    ]
+    return [functools.partial(get, url) for url in urls]
+
+
+def time_stage(loops: int, jobs_file: str, tree: str, set_name: str, stage: str) -> float:
+    """pyperf's time function: CPU seconds of ``loops`` passes over the set's jobs, each job timed alone."""
+    calls = stage_calls(jobs_file, tree, set_name, stage)
+    total = 0.0
+    for _ in range(loops):
+        for call in calls:
+            started = time.process_time()
+            call()
+            total += time.process_time() - started
+    return total
+
+
+def worker_args(cmd: list[str], args: argparse.Namespace) -> None:
+    """Hand a worker process what it needs to rebuild the same benchmarks (pyperf gives it a bare environment)."""
+    cmd += ["--jobs-file", args.jobs_file, "--tree", str(args.tree), "--sets", args.sets, "--stages", args.stages]
+    if args.smoke:
+        cmd.append("--smoke")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import pyperf  # type: ignore[import-untyped]
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--smoke" in argv and "--worker" not in argv:
+        argv.append("--debug-single-value")
+    runner = pyperf.Runner(processes=10, values=3, program_args=("-m", "bench", "floors"), add_cmdline_args=worker_args)
+    parser = runner.argparser
+    parser.prog, parser.description = "python -m bench floors", __doc__
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    cli.add_common(parser)
+    parser.add_argument("--sets", default="w1,w2", help="photo sets, comma-separated (default w1,w2)")
+    parser.add_argument("--photos", help="folder of photos to use instead of W1's six corpus photos")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated of {', '.join(STAGES)}")
+    cli.add_tree(parser)
+    parser.add_argument("--jobs-file", help=argparse.SUPPRESS)
+    args = runner.parse_args(argv)
+    if args.smoke:
+        args.sets = "samples"
+    args.tree = args.tree.resolve()
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise SystemExit(f"unknown stage {', '.join(sorted(unknown))}: one of {', '.join(STAGES)}")
+
+    with contextlib.ExitStack() as stack:
+        if not args.worker:
+            # The manager resolves the photo sets (building derived ones) and hands workers the job list.
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="thumbsvc-bench-floors-")))
+            args.jobs_file = str(tmp / "jobs.json")
+            table = {name: [vars(job) for job in jobs_for(photo_set(name, args.photos))] for name in sets}
+            Path(args.jobs_file).write_text(json.dumps(table))
+        counts = {name: len(jobs) for name, jobs in json.loads(Path(args.jobs_file).read_text()).items()}
+        benchmarks = {}
+        for name in sets:
+            for stage in stages:
+                bench = runner.bench_time_func(
+                    f"{name}.{stage}", time_stage, args.jobs_file, str(args.tree), name, stage, inner_loops=counts[name]
+                )
+                if bench is not None:
+                    benchmarks[(name, stage)] = bench
+        if args.worker:
+            return 0
+        return report(args, sets, stages, benchmarks, argv)
+
+
+def report(
+    args: argparse.Namespace,
+    sets: list[str],
+    stages: list[str],
+    benchmarks: dict[tuple[str, str], Any],
+    argv: list[str],
+) -> int:
+    import pyperf
+
+    result = results.Result("floors", [a for a in argv if a != "--debug-single-value"], smoke=args.smoke)
+    result.machine = machine_info(args.tree)
+    result.settings = {
+        "sets": sets,
+        "stages": stages,
+        "processes": args.processes,
+        "values": args.values,
+        "clock": "CPU time of the worker process",
     }
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workload", default="w1,w2", help="comma-separated: w1, w2")
-    parser.add_argument("--photos", help="folder of photos to use instead of the six corpus photos")
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--tree", help="checkout whose thumbsvc/ is measured")
-    parser.add_argument("--out", help="JSON file (default bench/results/floors-<time>.json)")
-    args = parser.parse_args(argv)
-    tree = Path(args.tree).resolve() if args.tree else REPO
-    sys.path.insert(0, str(tree))
-    photos = w1_photos(args.photos)
-    sets = {"w1": photos, "w2": w2_photos(photos)}
-    result: dict[str, object] = {"benchmark": "floors", "machine": machine_info(tree), "runs": args.runs}
-    workloads = []
-    for name in args.workload.split(","):
-        jobs = jobs_for(sets[name])
-        rows = []
-        for job in jobs:
-            data = Path(job.path).read_bytes()
-            row = measure_job(data, job.width, job.height, job.fit, args.runs)
-            rows.append({"job": job.label, **{k: round(v, 2) for k, v in row.items()}})
-            print(f"[{name}] {job.label:48} " + "  ".join(f"{k} {row[k]:6.1f}" for k in STAGES))
-        means = {k: round(statistics.fmean(r[k] for r in rows), 2) for k in STAGES}
-        print(f"[{name}] mean ms per thumbnail: " + "  ".join(f"{k} {v}" for k, v in means.items()))
-        workloads.append({"workload": name, "jobs": rows, "mean_ms": means})
-    result["workloads"] = workloads
-    out = Path(args.out or REPO / "bench" / "results" / f"floors-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out}")
-
-
-if __name__ == "__main__":
-    main()
+    for name in sets:
+        medians = {}
+        for stage in stages:
+            bench = benchmarks[(name, stage)]
+            values = [v * 1000 for v in bench.get_values()]
+            result.add(f"{name}.{stage}.ms_per_thumb", values, "ms", "lower")
+            medians[stage] = statistics.median(values)
+        line = "  ".join(f"{stage} {ms:.1f}" for stage, ms in medians.items())
+        for top, floor in (
+            ("render", "decode"),
+            ("app", "decode"),
+            ("render", "decode_floor"),
+            ("app", "decode_floor"),
+        ):
+            if top in medians and medians.get(floor):
+                result.add(f"{name}.{top}/{floor}", [medians[top] / medians[floor]], "x", "lower")
+                line += f"  {top}/{floor} {medians[top] / medians[floor]:.2f}"
+        print(f"[{name}] CPU ms per thumbnail (medians): {line}")
+    path = results.write(result, args.out)
+    suite = pyperf.BenchmarkSuite(list(benchmarks.values()))
+    suite.dump(str(path.with_suffix(".pyperf.json")), replace=True)
+    print(f"\nwrote {path} and {path.with_suffix('.pyperf.json')}")
+    if args.compare:
+        results.print_comparison(args.compare, result.to_json())
+    return 0

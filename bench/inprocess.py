@@ -1,15 +1,22 @@
-"""In-process benchmark: thumbsvc's render path against plain Pillow and pyvips, single thread.
+"""inprocess: thumbsvc's render step against plain Pillow and pyvips, one thread each, with quality.
 
-Each arm runs in its own worker process (``bench.worker``; pyvips from its venv), all fed the same
-jobs from source bytes in memory. Rounds are interleaved: every round visits the jobs in a fresh
-shuffled order and, for each job, asks every arm in a rotated order, so machine noise lands on
-all arms alike. Reported per arm: mean over jobs of the per-job median time (ms per thumbnail),
-the spread of the per-round means (p10/p90, IQR), ratios to the baseline arm, the peak RSS of
-the arm's process, and the quality of every output (luma PSNR and SSIM, see ``bench.quality``).
+Each arm runs in its own process (``bench.lib.arms``; the pyvips arms from the pyvips venv, skipped
+with a line when it is missing) and maps source bytes already in memory to a JPEG; only that is
+timed, in CPU time of the arm's process by default (a shared machine inflates wall time, not CPU).
+Rounds are interleaved: every round visits the jobs in a new shuffled order and asks every arm in
+a rotated order, so noise lands on all arms alike. Every output is checked against the contract's
+size and scored (luma PSNR and SSIM, chroma PSNR) against a full-decode LANCZOS reference
+(``bench.lib.quality``).
 
-    python -m bench.inprocess                     # W1 and W2, arms thumbsvc, pillow, pyvips
-    python -m bench.inprocess --workload w1 --rounds 7 --arms thumbsvc,pyvips,pillow-draft
-    python -m bench.inprocess --photos /some/folder
+Metrics per photo set: ms per thumbnail (mean over jobs of the per-job median; values: the
+per-round means), the ratio to the reference arm per round (``pyvips-progressive``, which writes
+progressive JPEG where thumbsvc does, else ``pyvips``, else the last arm), mean and worst-item
+PSNR difference to it, peak RSS of each arm's process.
+
+    python -m bench inprocess                                   # w1,w2; thumbsvc, pillow, pyvips-progressive, pyvips
+    python -m bench inprocess --sets w1,w2,w1r --rounds 7
+    python -m bench inprocess --alt new=/tmp/wt-new --arms thumbsvc,thumbsvc:new,pyvips-progressive
+    python -m bench inprocess --arms thumbsvc,thumbsvc-smart --sets w1 --no-quality   # what gravity=smart costs
 """
 
 from __future__ import annotations
@@ -19,46 +26,58 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from bench.procs import machine_info, popen, tree_commit, venv_python
-from bench.stats import geomean, summary
-from bench.workloads import REPO, Job, expected_size, jobs_for, w1_photos, w1r_photos, w2_photos
+from bench.lib import cli, results
+from bench.lib.arms import ARMS
+from bench.lib.photos import REPO, Job, expected_size, jobs_for, photo_set
+from bench.lib.procs import machine_info, skipped, tree_commit, venv_python
+from bench.lib.stats import geomean, summary
 
-RESULTS = REPO / "bench" / "results"
-DEFAULT_ARMS = "thumbsvc,pillow,pyvips"
+DEFAULT_ARMS = "thumbsvc,pillow,pyvips-progressive,pyvips"
+REFERENCE_ARMS = ("pyvips-progressive", "pyvips")
 
 
 class Worker:
     """One arm's worker process, spoken to one JSON line at a time."""
 
-    def __init__(self, arm: str, cpus: set[int] | None, tree: Path) -> None:
+    def __init__(self, arm: str, python: Path, tree: Path, cpu: int | None) -> None:
         self.arm = arm
-        python = venv_python("pyvips") if arm.startswith("pyvips") else sys.executable
-        self.proc = popen(
-            [python, "-m", "bench.worker", arm.split(":")[0]],
-            cpus=cpus,
-            env={"VIPS_CONCURRENCY": "1", "OMP_NUM_THREADS": "1", "THUMBSVC_BENCH_TREE": str(tree)},
-            stdin=-1,
-            stdout=-1,
+        kind = arm.split(":")[0]
+        env = {**os.environ, "VIPS_CONCURRENCY": "1", "OMP_NUM_THREADS": "1"}
+
+        def pin() -> None:
+            if cpu is not None:
+                os.sched_setaffinity(0, {cpu})
+
+        self.proc = subprocess.Popen(
+            [str(python), "-m", "bench.lib.arms", kind, str(tree)],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             text=True,
+            preexec_fn=pin,
         )
         self.peak_rss_kib = 0
 
-    def ask(self, request: dict[str, object]) -> dict[str, object]:
+    def ask(self, request: dict[str, object]) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"worker {self.arm} died (exit {self.proc.wait()})")
-        answer: dict[str, object] = json.loads(line)
+        answer: dict[str, Any] = json.loads(line)
         if "error" in answer:
             raise RuntimeError(f"{self.arm}: {answer['error']}")
-        self.peak_rss_kib = max(self.peak_rss_kib, int(answer.get("rss_kib", 0)))  # type: ignore[call-overload]
+        self.peak_rss_kib = max(self.peak_rss_kib, int(answer.get("rss_kib", 0)))
         return answer
 
     def close(self) -> None:
@@ -67,246 +86,201 @@ class Worker:
         self.proc.wait(timeout=30)
 
 
-def start_workers(
-    arms: list[str], paths: list[str], cpus: set[int] | None, tree: Path, alt_trees: dict[str, Path]
-) -> dict[str, Worker]:
+@dataclass
+class Samples:
+    cpu: list[list[float]]
+    wall: list[list[float]]
+    rounds: list[float] = field(default_factory=list)
+    outputs: list[tuple[int, int, int]] = field(default_factory=list)
+
+
+def start_workers(args: argparse.Namespace, paths: list[str]) -> dict[str, Worker]:
+    """Start every arm that can start; print a line for each that cannot."""
     workers = {}
-    for arm in arms:
-        _, _, alt = arm.partition(":")
-        worker = Worker(arm, cpus, alt_trees[alt] if alt else tree)
+    for arm in args.arms:
+        kind, _, alt = arm.partition(":")
+        if kind not in ARMS:
+            raise SystemExit(f"unknown arm {kind!r}: one of {', '.join(ARMS)}")
+        python = venv_python("pyvips") if kind.startswith("pyvips") else Path(sys.executable)
+        if python is None:
+            print(skipped(f"arm {arm}", "pyvips"))
+            continue
+        if alt and alt not in args.alt_trees:
+            raise SystemExit(f"arm {arm}: no --alt {alt}=TREE")
+        worker = Worker(arm, python, args.alt_trees[alt] if alt else args.tree, args.cpu)
         try:
             worker.ask({"op": "load", "paths": paths})
         except RuntimeError as exc:
-            print(f"  skipping arm {arm}: {exc}", file=sys.stderr)
+            print(f"arm {arm}: skipped, it did not start ({exc})")
             worker.proc.kill()
             continue
         workers[arm] = worker
+    if not workers:
+        raise SystemExit("no arm could start")
     return workers
 
 
-def run_workload(name: str, jobs: list[Job], args: argparse.Namespace, scratch: Path) -> dict[str, object]:
-    from bench.quality import measure
-
+def run_set(name: str, jobs: list[Job], args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     paths = sorted({job.path for job in jobs})
-    workers = start_workers(args.arms, paths, args.cpus, args.tree, args.alt_trees)
+    workers = start_workers(args, paths)
     arms = list(workers)
-    if not arms:
-        raise SystemExit("no arm could start")
-    outputs: dict[str, list[Path]] = {arm: [] for arm in arms}
-    dims: dict[str, list[tuple[int, int, int]]] = {arm: [] for arm in arms}
+    samples = {arm: Samples([[] for _ in jobs], [[] for _ in jobs]) for arm in arms}
     print(f"[{name}] {len(jobs)} thumbnails x {len(arms)} arms, {args.warmup} warm-up + {args.rounds} rounds")
-    # Warm-up: the first pass also keeps every output for the quality check.
-    for warm in range(args.warmup):
-        for index, job in enumerate(jobs):
+    try:
+        # Warm-up; the first pass keeps every output for the quality check.
+        for warm in range(args.warmup):
+            for index, job in enumerate(jobs):
+                for arm in arms:
+                    out = scratch / f"{name}-{arm}-{index}.jpg"
+                    request = {"op": "run", "path": job.path, "width": job.width, "height": job.height, "fit": job.fit}
+                    answer = workers[arm].ask({**request, "out": str(out) if warm == 0 else None})
+                    if warm == 0:
+                        samples[arm].outputs.append((int(answer["width"]), int(answer["height"]), int(answer["bytes"])))
+        for rnd in range(args.rounds):
+            order = list(range(len(jobs)))
+            random.Random(args.seed + rnd).shuffle(order)
+            per_round: dict[str, list[float]] = {arm: [] for arm in arms}
+            for position, index in enumerate(order):
+                job = jobs[index]
+                shift = (rnd + position) % len(arms)
+                for arm in arms[shift:] + arms[:shift]:
+                    request = {"op": "run", "path": job.path, "width": job.width, "height": job.height, "fit": job.fit}
+                    answer = workers[arm].ask(request)
+                    samples[arm].cpu[index].append(float(answer["cpu_ms"]))
+                    samples[arm].wall[index].append(float(answer["ms"]))
+                    per_round[arm].append(float(answer[args.clock_key]))
             for arm in arms:
-                out = scratch / f"{name}-{arm}-{index}.jpg"
-                answer = workers[arm].ask(
-                    {
-                        "op": "run",
-                        "path": job.path,
-                        "width": job.width,
-                        "height": job.height,
-                        "fit": job.fit,
-                        "out": str(out) if warm == 0 else None,
-                    }
-                )
-                if warm == 0:
-                    outputs[arm].append(out)
-                    dims[arm].append((int(answer["width"]), int(answer["height"]), int(answer["bytes"])))  # type: ignore[call-overload]
-    samples: dict[str, list[list[float]]] = {arm: [[] for _ in jobs] for arm in arms}
-    wall: dict[str, list[list[float]]] = {arm: [[] for _ in jobs] for arm in arms}
-    round_means: dict[str, list[float]] = {arm: [] for arm in arms}
-    started = time.monotonic()
-    for rnd in range(args.rounds):
-        order = list(range(len(jobs)))
-        random.Random(args.seed + rnd).shuffle(order)
-        per_round: dict[str, list[float]] = {arm: [] for arm in arms}
-        for position, index in enumerate(order):
-            job = jobs[index]
-            shift = (rnd + position) % len(arms)
-            for arm in arms[shift:] + arms[:shift]:
-                answer = workers[arm].ask(
-                    {"op": "run", "path": job.path, "width": job.width, "height": job.height, "fit": job.fit}
-                )
-                ms = float(answer[args.clock_key])  # type: ignore[arg-type]
-                samples[arm][index].append(ms)
-                wall[arm][index].append(float(answer["ms"]))  # type: ignore[arg-type]
-                per_round[arm].append(ms)
-        for arm in arms:
-            round_means[arm].append(statistics.fmean(per_round[arm]))
-        line = "  ".join(f"{arm} {round_means[arm][-1]:7.1f}" for arm in arms)
-        print(f"  round {rnd + 1}/{args.rounds}: ms/thumbnail  {line}")
-    elapsed = time.monotonic() - started
-    for worker in workers.values():
-        worker.close()
+                samples[arm].rounds.append(statistics.fmean(per_round[arm]))
+            print(
+                f"  round {rnd + 1}/{args.rounds}: ms/thumbnail  "
+                + "  ".join(f"{a} {samples[a].rounds[-1]:.1f}" for a in arms)
+            )
+    finally:
+        for worker in workers.values():
+            worker.close()
+    return {"arms": arms, "samples": samples, "peak_rss_kib": {a: workers[a].peak_rss_kib for a in arms}}
 
-    print(f"[{name}] quality against full-decode LANCZOS references ...")
+
+def score(
+    name: str, jobs: list[Job], run: dict[str, Any], args: argparse.Namespace, scratch: Path
+) -> list[dict[str, Any]]:
+    """Return one row per job: each arm's median time, size, exactness and quality."""
+    from PIL import Image
+
+    measure: Callable[[str, str, bytes], dict[str, Any]] | None = None
+    if args.quality:
+        from bench.lib import quality
+
+        measure = quality.measure
     items = []
     for index, job in enumerate(jobs):
-        item: dict[str, object] = {"job": job.label, "source": job.path, "arms": {}}
-        for arm in arms:
-            width, height, size = dims[arm][index]
-            from PIL import Image
-
-            with Image.open(job.path) as opened:
-                orientation = opened.getexif().get(0x0112, 1)
-                src_w, src_h = opened.size if orientation < 5 else opened.size[::-1]
-            expected = expected_size(src_w, src_h, job.width, job.height, job.fit)
-            quality = measure(job.path, job.fit, outputs[arm][index].read_bytes()) if args.quality else {}
-            item["arms"][arm] = {  # type: ignore[index]
-                "median_ms": round(statistics.median(samples[arm][index]), 2),
-                "samples_ms": [round(v, 2) for v in samples[arm][index]],
-                "median_wall_ms": round(statistics.median(wall[arm][index]), 2),
+        with Image.open(job.path) as opened:
+            orientation = opened.getexif().get(0x0112, 1)
+            src_w, src_h = opened.size if orientation < 5 else opened.size[::-1]
+        expected = expected_size(src_w, src_h, job.width, job.height, job.fit)
+        row: dict[str, Any] = {"job": job.label, "arms": {}}
+        for arm in run["arms"]:
+            s: Samples = run["samples"][arm]
+            width, height, size = s.outputs[index]
+            out = (scratch / f"{name}-{arm}-{index}.jpg").read_bytes()
+            row["arms"][arm] = {
+                "median_ms": round(statistics.median(s.cpu[index] if args.clock == "cpu" else s.wall[index]), 2),
+                "median_wall_ms": round(statistics.median(s.wall[index]), 2),
                 "width": width,
                 "height": height,
                 "exact_size": (width, height) == expected,
                 "bytes": size,
-                **quality,
+                **(measure(job.path, job.fit, out) if measure else {}),
             }
-        items.append(item)
+        items.append(row)
+    return items
 
-    base = args.baseline if args.baseline in arms else arms[-1]
-    result_arms: dict[str, dict[str, object]] = {}
+
+def record(
+    result: results.Result, name: str, run: dict[str, Any], items: list[dict[str, Any]], args: argparse.Namespace
+) -> None:
+    arms: list[str] = run["arms"]
+    reference = next((a for a in REFERENCE_ARMS if a in arms), arms[-1])
+    if reference not in REFERENCE_ARMS:
+        print(f"(no pyvips arm ran: ratios are to {reference})")
+    ref: Samples = run["samples"][reference]
+    print(f"\n== {name}: CPU ms per thumbnail, ratio to {reference} per round, quality ==")
     for arm in arms:
-        medians = [statistics.median(s) for s in samples[arm]]
-        entry: dict[str, object] = {
-            "ms_per_thumbnail": round(statistics.fmean(medians), 2),
-            "wall_ms_per_thumbnail": round(statistics.fmean(statistics.median(s) for s in wall[arm]), 2),
-            "round_ms": summary(round_means[arm]),
-            "peak_rss_mib": round(workers[arm].peak_rss_kib / 1024, 1),
-            "mean_bytes": round(statistics.fmean(d[2] for d in dims[arm])),
-            "exact_sizes": sum(1 for d in items if d["arms"][arm]["exact_size"]),  # type: ignore[index]
-        }
+        s: Samples = run["samples"][arm]
+        medians = [row["arms"][arm]["median_ms"] for row in items]
+        result.add(f"{name}.{arm}.ms_per_thumb", s.rounds, "ms", "lower")
+        result.add(f"{name}.{arm}.peak_rss_mib", [run["peak_rss_kib"][arm] / 1024], "MiB", "lower")
+        exact = sum(1 for row in items if row["arms"][arm]["exact_size"])
+        spread = summary(s.rounds)
+        line = f"  {arm:20} {statistics.fmean(medians):7.1f} ms  rounds {spread['p10']:.1f}..{spread['p90']:.1f}"
+        line += f"  exact sizes {exact}/{len(items)}  rss {run['peak_rss_kib'][arm] / 1024:.0f} MiB"
         if args.quality:
-            psnrs = [float(d["arms"][arm]["psnr"]) for d in items]  # type: ignore[index]
-            ssims = [float(d["arms"][arm]["ssim"]) for d in items]  # type: ignore[index]
-            strict = [float(d["arms"][arm]["psnr_strict"]) for d in items]  # type: ignore[index]
-            chroma = [float(d["arms"][arm]["psnr_chroma"]) for d in items]  # type: ignore[index]
-            entry.update(
-                psnr_mean=round(statistics.fmean(psnrs), 2),
-                psnr_min=round(min(psnrs), 2),
-                ssim_mean=round(statistics.fmean(ssims), 4),
-                psnr_strict_mean=round(statistics.fmean(strict), 2),
-                psnr_chroma_mean=round(statistics.fmean(chroma), 2),
-            )
-        if arm != base:
-            base_medians = [statistics.median(s) for s in samples[base]]
-            entry["vs_" + base] = {
-                "time_ratio": round(entry["ms_per_thumbnail"] / statistics.fmean(base_medians), 3),  # type: ignore[operator]
-                "round_ratio": summary([a / b for a, b in zip(round_means[arm], round_means[base], strict=True)]),
-                "job_ratio_geomean": round(geomean([a / b for a, b in zip(medians, base_medians, strict=True)]), 3),
-            }
+            psnrs = [row["arms"][arm]["psnr"] for row in items]
+            result.add(f"{name}.{arm}.psnr_mean", [statistics.fmean(psnrs)], "dB", "higher")
+            line += f"  PSNR {statistics.fmean(psnrs):.2f} (min {min(psnrs):.2f})"
+        if arm != reference:
+            ratios = [a / b for a, b in zip(s.rounds, ref.rounds, strict=True)]
+            result.add(f"{name}.{arm}/{reference}.time_ratio", ratios, "x", "lower")
+            ref_medians = [row["arms"][reference]["median_ms"] for row in items]
+            job_ratio = geomean([a / b for a, b in zip(medians, ref_medians, strict=True)])
+            line += f"  x{statistics.median(ratios):.3f} (rounds {min(ratios):.3f}..{max(ratios):.3f}"
+            line += f", jobs {job_ratio:.3f})"
             if args.quality:
-                deltas = [float(d["arms"][arm]["psnr"]) - float(d["arms"][base]["psnr"]) for d in items]  # type: ignore[index]
-                entry["vs_" + base]["psnr_mean_delta"] = round(statistics.fmean(deltas), 2)  # type: ignore[index]
-                entry["vs_" + base]["psnr_worst_delta"] = round(min(deltas), 2)  # type: ignore[index]
-        result_arms[arm] = entry
-    return {
-        "workload": name,
-        "baseline": base,
-        "rounds": args.rounds,
-        "elapsed_s": round(elapsed, 1),
-        "arms": result_arms,
-        "items": items,
-    }
+                deltas = [row["arms"][arm]["psnr"] - row["arms"][reference]["psnr"] for row in items]
+                result.add(f"{name}.{arm}/{reference}.psnr_mean_delta", [statistics.fmean(deltas)], "dB", "higher")
+                result.add(f"{name}.{arm}/{reference}.psnr_worst_delta", [min(deltas)], "dB", "higher")
+                worst = items[deltas.index(min(deltas))]["job"]
+                line += f"  PSNR {statistics.fmean(deltas):+.2f} dB, worst {min(deltas):+.2f} ({worst})"
+        print(line)
 
 
-def print_report(result: dict[str, object]) -> None:
-    base = result["baseline"]
-    print(f"\n== {result['workload']}: ms per thumbnail (mean of per-job medians), spread over rounds, quality ==")
-    print(
-        f"{'arm':14} {'ms/thumb':>9} {'round p10':>9} {'round p90':>9} {'ratio':>7} {'PSNR':>7} {'min':>7} "
-        f"{'SSIM':>7} {'strict':>7} {'chroma':>7} {'RSS MiB':>8} {'KB':>6}"
-    )
-    for arm, e in result["arms"].items():  # type: ignore[attr-defined]
-        ratio = e.get(f"vs_{base}", {}).get("time_ratio", 1.0)
-        print(
-            f"{arm:14} {e['ms_per_thumbnail']:9.1f} {e['round_ms']['p10']:9.1f} {e['round_ms']['p90']:9.1f} "
-            f"{ratio:7.3f} {e.get('psnr_mean', float('nan')):7.2f} {e.get('psnr_min', float('nan')):7.2f} "
-            f"{e.get('ssim_mean', float('nan')):7.4f} {e.get('psnr_strict_mean', float('nan')):7.2f} "
-            f"{e.get('psnr_chroma_mean', float('nan')):7.2f} "
-            f"{e['peak_rss_mib']:8.1f} {e['mean_bytes'] / 1000:6.1f}"
-        )
-    arms = list(result["arms"])  # type: ignore[call-overload]
-    print(f"\n{'job':52} " + " ".join(f"{a[:13]:>13}" for a in arms) + "   (median ms / PSNR dB)")
-    for item in result["items"]:  # type: ignore[attr-defined]
-        cells = [f"{item['arms'][a]['median_ms']:6.1f}/{item['arms'][a].get('psnr', 0):5.1f}" for a in arms]
-        print(f"{item['job'][:52]:52} " + " ".join(f"{c:>13}" for c in cells))
-    for arm in (a for a in arms if a.split(":")[0] == "thumbsvc" and base == "pyvips"):
-        v = result["arms"][arm]["vs_pyvips"]  # type: ignore[index]
-        ok = v["time_ratio"] < 1 and v.get("psnr_mean_delta", 0) >= 0 and v.get("psnr_worst_delta", 0) >= -1
-        print(
-            f"goal for {arm} (faster than pyvips, mean PSNR >= pyvips, no item > 1 dB below): "
-            f"{'MET' if ok else 'NOT MET'} (time ratio {v['time_ratio']}, PSNR mean delta "
-            f"{v.get('psnr_mean_delta')}, worst {v.get('psnr_worst_delta')})"
-        )
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workload", default="w1,w2", help="comma-separated: w1, w2, w1r (default w1,w2)")
-    parser.add_argument("--photos", help="folder of photos to use instead of the six corpus photos")
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.parser("inprocess", __doc__)
+    parser.add_argument("--sets", default="w1,w2", help="photo sets, comma-separated: w1, w2, w1r (default w1,w2)")
+    parser.add_argument("--photos", help="folder of photos to use instead of W1's six corpus photos")
     parser.add_argument(
-        "--arms",
-        default=DEFAULT_ARMS,
-        help="comma-separated of thumbsvc, pillow, pillow-draft, pillow-draft2, pyvips, pyvips-progressive "
-        f"(default {DEFAULT_ARMS})",
+        "--arms", default=DEFAULT_ARMS, help=f"comma-separated of {', '.join(ARMS)}; thumbsvc:NAME for an --alt"
     )
-    parser.add_argument("--baseline", default="pyvips", help="arm the ratios are relative to")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument(
-        "--clock",
-        choices=("cpu", "wall"),
-        default="cpu",
-        help="cpu: CPU time of the arm's process (all threads), robust on a shared machine (default); "
-        "wall: elapsed time",
+        "--clock", choices=("cpu", "wall"), default="cpu", help="cpu: CPU time of the arm's process (default)"
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cpu", type=int, help="pin every worker to this CPU")
+    cli.add_tree(parser)
     parser.add_argument(
-        "--tree", type=Path, default=REPO, help="checkout whose thumbsvc/ is measured (e.g. a git worktree of a commit)"
-    )
-    parser.add_argument(
-        "--alt",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="another checkout, measured as arm thumbsvc:NAME in the same run (before/after a change)",
+        "--alt", action="append", default=[], metavar="NAME=TREE", help="another checkout, arm thumbsvc:NAME"
     )
     parser.add_argument("--no-quality", dest="quality", action="store_false")
-    parser.add_argument("--out", help="JSON file (default bench/results/inprocess-<time>.json)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.sets, args.rounds = "samples", 1
+        args.arms = ",".join(a for a in args.arms.split(",") if not a.startswith("thumbsvc:"))
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-    args.cpus = {args.cpu} if args.cpu is not None else None
     args.warmup = max(1, args.warmup)
     args.clock_key = "cpu_ms" if args.clock == "cpu" else "ms"
-    args.alt_trees = {name: Path(path).resolve() for name, path in (a.split("=", 1) for a in args.alt)}
+    args.tree = args.tree.resolve()
+    args.alt_trees = {}
+    for spec in args.alt:
+        alt, tree, _ = cli.parse_alt(spec)
+        args.alt_trees[alt] = tree or args.tree
 
-    photos = w1_photos(args.photos)
-    report: dict[str, object] = {
-        "benchmark": "inprocess",
-        "clock": args.clock,
-        "machine": machine_info(args.tree.resolve()),
-        "alt_trees": {name: {"path": str(path), "commit": tree_commit(path)} for name, path in args.alt_trees.items()},
+    result = results.Result("inprocess", sys.argv[1:] if argv is None else list(argv), smoke=args.smoke)
+    result.machine = machine_info(args.tree)
+    result.settings = {
+        "sets": args.sets,
         "arms": args.arms,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "workloads": [],
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "clock": args.clock,
+        "alt": {alt: {"tree": str(tree), "commit": tree_commit(tree)} for alt, tree in args.alt_trees.items()},
     }
     with tempfile.TemporaryDirectory(prefix="thumbsvc-bench-") as tmp:
-        for name in [w.strip() for w in args.workload.split(",")]:
-            paths = photos if name == "w1" else w1r_photos(photos) if name == "w1r" else w2_photos(photos)
-            result = run_workload(name, jobs_for(paths), args, Path(tmp))  # type: ignore[arg-type]
-            print_report(result)
-            report["workloads"].append(result)  # type: ignore[attr-defined]
-    if args.arms != [a for a in report["workloads"][0]["arms"]]:  # type: ignore[index]
-        report["partial"] = True
-    out = Path(args.out) if args.out else RESULTS / f"inprocess-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report["loadavg_end"] = os.getloadavg()
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\nwrote {out}")
-
-
-if __name__ == "__main__":
-    main()
+        for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
+            jobs = jobs_for(photo_set(name, args.photos))
+            run = run_set(name, jobs, args, Path(tmp))
+            items = score(name, jobs, run, args, Path(tmp))
+            record(result, name, run, items, args)
+            result.details[name] = {"arms": run["arms"], "items": items}
+    return cli.finish(result, args)

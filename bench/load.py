@@ -1,50 +1,43 @@
-"""Load benchmark: cache-hit throughput, and cold renders at 1x, 2x and 4x capacity.
+"""load: cache-hit throughput, and cold renders offered at 1x, 2x and 4x capacity (how load is shed).
 
-Starts ``thumbsvc serve`` on a loopback port with the settings of the environment (plus a
-key and a media root), then measures:
+Starts one ``thumbsvc serve`` on a loopback port (its defaults, plus ``--set`` settings; nothing
+of the runner's own environment), then measures:
 
-(a) cache hits: one warm URL, closed loop (wrk if installed, else an httpx driver);
-(b) capacity: cold renders (every URL distinct), closed loop with as many clients as slots;
-(c) cold renders offered open-loop at 1x, 2x and 4x that capacity: completed renders/s,
-    the share of 503s, p50/p99 of the admitted (200) requests and of the refusals.
+(a) cache hits: one warm URL, closed loop (wrk when installed, else an httpx driver, with a line);
+(b) capacity: cold renders (every URL distinct), closed loop with three clients per render slot;
+(c) cold renders offered open-loop at 1x, 2x and 4x that capacity: completed renders/s, the share
+    of 503s, p50/p99 of the admitted (200) requests and of the refusals, and the server's counters.
 
-Usage::
-
-    python -m bench.load                      # corpus photo if present, else a bundled sample
-    python -m bench.load --duration 20 --json bench/results/load.json
-    THUMBSVC_RENDER_SLOTS=2 THUMBSVC_QUEUE_SIZE=8 python -m bench.load --source cat.jpg --media-root thumbsvc/samples
-
-Traffic goes to 127.0.0.1 only.
+    python -m bench load                                  # a 24 MP corpus photo, else a bundled sample
+    python -m bench load --set THUMBSVC_QUEUE_SIZE=4 --set THUMBSVC_RENDER_SLOTS=1 --workers 2
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import os
 import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 
-from bench.stats import quantile
+from bench.lib import cli, results
+from bench.lib.photos import REPO, corpus_photos
+from bench.lib.procs import machine_info
+from bench.lib.servers import KEY, ThumbsvcServer
+from bench.lib.stats import quantile
 from thumbsvc.client import URLSigner
 
-REPO = Path(__file__).resolve().parent.parent
-KEY = "bench-load-key"
 CORPUS_PHOTO = "immich__craft-beer.jpg"  # 6000x4000
 
 
@@ -66,75 +59,17 @@ class Phase:
     server: dict[str, float] = field(default_factory=dict)
 
 
-def summarise(phase: Phase, results: list[tuple[int, float]], elapsed_s: float) -> Phase:
-    ok = [latency for status, latency in results if status == 200]
-    refused = [latency for status, latency in results if status == 503]
-    phase.sent = len(results)
+def summarise(phase: Phase, answers: list[tuple[int, float]], elapsed_s: float) -> Phase:
+    ok = [latency for status, latency in answers if status == 200]
+    refused = [latency for status, latency in answers if status == 503]
+    phase.sent = len(answers)
     phase.ok, phase.rejected = len(ok), len(refused)
-    phase.other = len(results) - len(ok) - len(refused)
+    phase.other = len(answers) - len(ok) - len(refused)
     phase.ok_rps = round(len(ok) / elapsed_s, 2)
-    phase.share_503 = round(len(refused) / len(results), 3) if results else math.nan
+    phase.share_503 = round(len(refused) / len(answers), 3) if answers else math.nan
     phase.p50_ok_ms, phase.p99_ok_ms = (round(quantile(ok, q) * 1000, 1) for q in (0.5, 0.99))
     phase.p50_503_ms, phase.p99_503_ms = (round(quantile(refused, q) * 1000, 1) for q in (0.5, 0.99))
     return phase
-
-
-# --- the server -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    def __init__(self, media_root: str, workers: int, tree: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ)
-        env.update({"THUMBSVC_KEY": KEY, "THUMBSVC_MEDIA_ROOT": media_root})
-        argv = [sys.executable, "-m", "thumbsvc.cli", "serve", "--port", str(self.port), "--workers", str(workers)]
-        self.process = subprocess.Popen(argv, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.stop()
-                raise SystemExit("thumbsvc serve did not start")
-            time.sleep(0.1)
-
-    def metrics(self) -> dict[str, float]:
-        """The counters this benchmark reads, from /metrics."""
-        text = httpx.get(f"{self.base}/metrics", timeout=30).text
-        wanted = {
-            "thumbsvc_renders_total": "renders",
-            'thumbsvc_rejected_total{reason="queue_full"}': "rejected_queue_full",
-            'thumbsvc_rejected_total{reason="queue_wait"}': "rejected_queue_wait",
-            'thumbsvc_rejected_total{reason="queue_timeout"}': "rejected_queue_timeout",
-            'thumbsvc_cache_hits_total{cache="result"}': "result_hits",
-            "thumbsvc_render_seconds_sum": "render_seconds_sum",
-            "thumbsvc_render_seconds_count": "render_seconds_count",
-        }
-        values: dict[str, float] = {}
-        for line in text.splitlines():
-            name, _, value = line.rpartition(" ")
-            if name in wanted:
-                values[wanted[name]] = float(value)
-        return values
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
@@ -146,7 +81,7 @@ def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]
 
 async def closed_loop(base: str, paths: Iterator[str], clients: int, duration_s: float) -> list[tuple[int, float]]:
     """``clients`` clients, each sending its next request as soon as the previous one is answered."""
-    results: list[tuple[int, float]] = []
+    answers: list[tuple[int, float]] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
         stop_at = time.monotonic() + duration_s
@@ -155,17 +90,17 @@ async def closed_loop(base: str, paths: Iterator[str], clients: int, duration_s:
             while time.monotonic() < stop_at:
                 started = time.monotonic()
                 response = await client.get(next(paths))
-                results.append((response.status_code, time.monotonic() - started))
+                answers.append((response.status_code, time.monotonic() - started))
 
         async with anyio.create_task_group() as tg:
             for _ in range(clients):
                 tg.start_soon(worker)
-    return results
+    return answers
 
 
 async def open_loop(base: str, paths: Iterator[str], rate: float, duration_s: float) -> list[tuple[int, float]]:
     """Send requests at ``rate`` per second, evenly spaced, whether or not earlier ones were answered."""
-    results: list[tuple[int, float]] = []
+    answers: list[tuple[int, float]] = []
     limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
 
@@ -173,9 +108,9 @@ async def open_loop(base: str, paths: Iterator[str], rate: float, duration_s: fl
             started = time.monotonic()
             try:
                 response = await client.get(path)
-                results.append((response.status_code, time.monotonic() - started))
+                answers.append((response.status_code, time.monotonic() - started))
             except httpx.HTTPError:
-                results.append((0, time.monotonic() - started))
+                answers.append((0, time.monotonic() - started))
 
         count = int(rate * duration_s)
         start = time.monotonic()
@@ -185,7 +120,7 @@ async def open_loop(base: str, paths: Iterator[str], rate: float, duration_s: fl
                 if delay > 0:
                     await anyio.sleep(delay)
                 tg.start_soon(one, next(paths))
-    return results
+    return answers
 
 
 def wrk(url: str, connections: int, duration_s: float) -> tuple[float, float, float]:
@@ -220,14 +155,34 @@ def cold_paths(signer: URLSigner, source: str, widths: tuple[int, int]) -> Itera
     raise SystemExit("ran out of distinct URLs")
 
 
+def metrics(server: ThumbsvcServer) -> dict[str, float]:
+    """The counters this workload reads, from /metrics."""
+    text = httpx.get(f"{server.base}/metrics", timeout=30).text
+    wanted = {
+        "thumbsvc_renders_total": "renders",
+        'thumbsvc_rejected_total{reason="queue_full"}': "rejected_queue_full",
+        'thumbsvc_rejected_total{reason="queue_wait"}': "rejected_queue_wait",
+        'thumbsvc_rejected_total{reason="queue_timeout"}': "rejected_queue_timeout",
+        'thumbsvc_cache_hits_total{cache="result"}': "result_hits",
+        "thumbsvc_render_seconds_sum": "render_seconds_sum",
+        "thumbsvc_render_seconds_count": "render_seconds_count",
+    }
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name in wanted:
+            values[wanted[name]] = float(value)
+    return values
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     signer = URLSigner(key=KEY)
-    server = Server(args.media_root, args.workers, Path(args.tree))
-    report: dict[str, Any] = {"source": args.source, "settings": settings_in_env(), "workers": args.workers}
+    settings = {"THUMBSVC_MEDIA_ROOT": args.media_root, **args.settings}
+    server = ThumbsvcServer("thumbsvc", args.tree, settings, args.workers)
+    server.start()
+    report: dict[str, Any] = {"source": args.source, "settings": args.settings, "workers": args.workers}
     report["widths"] = [args.min_width, args.max_width]
-    report["tree"] = args.tree
     report["cpus"] = len(os.sched_getaffinity(0))
-    report["loadavg_before"] = round(os.getloadavg()[0], 2)
     try:
         paths = cold_paths(signer, args.source, (args.min_width, args.max_width))
         for _ in range(4):  # warm up: imports, first decode, allocator
@@ -236,56 +191,54 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # (a) cache hits
         hit_path = signer.path(args.source, width=300, height=200, fit="cover")
         httpx.get(server.base + hit_path, timeout=60).raise_for_status()
-        if args.hits_driver == "wrk" and shutil.which("wrk"):
+        driver = args.hits_driver
+        if driver == "wrk" and not shutil.which("wrk"):
+            print("cache hits: wrk is not installed (apt-get install wrk); driving them with httpx instead")
+            driver = "httpx"
+        if driver == "wrk":
             rps, p50, p99 = wrk(server.base + hit_path, args.hit_connections, args.duration)
             report["cache_hits"] = {"driver": "wrk", "connections": args.hit_connections, "rps": rps}
             report["cache_hits"].update(p50_ms=p50, p99_ms=p99)
         else:
-            results = anyio.run(
+            answers = anyio.run(
                 closed_loop, server.base, itertools.repeat(hit_path), args.hit_connections, args.duration
             )
-            hits = summarise(Phase("cache hits", None, args.duration), results, args.duration)
+            hits = summarise(Phase("cache hits", None, args.duration), answers, args.duration)
             report["cache_hits"] = {"driver": "httpx", "connections": args.hit_connections, "rps": hits.ok_rps}
             report["cache_hits"].update(p50_ms=hits.p50_ok_ms, p99_ms=hits.p99_ok_ms)
         print(f"cache hits: {report['cache_hits']}", flush=True)
 
         # (b) capacity: closed loop with three times as many clients as render slots, so no slot idles.
-        slots = int(os.environ.get("THUMBSVC_RENDER_SLOTS") or len(os.sched_getaffinity(0))) * args.workers
-        before = server.metrics()
+        slots = int(args.settings.get("THUMBSVC_RENDER_SLOTS") or len(os.sched_getaffinity(0))) * args.workers
+        before = metrics(server)
         started = time.monotonic()
-        results = anyio.run(closed_loop, server.base, paths, 3 * slots, args.duration)
-        capacity = summarise(Phase("capacity", None, args.duration), results, time.monotonic() - started)
-        capacity.server = delta(server.metrics(), before)
+        answers = anyio.run(closed_loop, server.base, paths, 3 * slots, args.duration)
+        capacity = summarise(Phase("capacity", None, args.duration), answers, time.monotonic() - started)
+        capacity.server = delta(metrics(server), before)
         print(f"capacity: {asdict(capacity)}", flush=True)
         phases = [capacity]
 
         # (c) open loop at multiples of the capacity.
         for factor in args.factors:
             time.sleep(args.pause)  # let the queue empty
-            rate = capacity.ok_rps * factor
-            before = server.metrics()
-            started = time.monotonic()
-            results = anyio.run(open_loop, server.base, paths, rate, args.duration)
-            phase = summarise(Phase(f"cold {factor}x", round(rate, 2), args.duration), results, args.duration)
-            phase.server = delta(server.metrics(), before)
+            rate = max(capacity.ok_rps, 0.5) * factor
+            before = metrics(server)
+            answers = anyio.run(open_loop, server.base, paths, rate, args.duration)
+            phase = summarise(Phase(f"cold {factor:g}x", round(rate, 2), args.duration), answers, args.duration)
+            phase.server = delta(metrics(server), before)
             print(f"{phase.name}: {asdict(phase)}", flush=True)
             phases.append(phase)
         report["phases"] = [asdict(phase) for phase in phases]
-        report["loadavg_after"] = round(os.getloadavg()[0], 2)
     finally:
         server.stop()
     return report
-
-
-def settings_in_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith("THUMBSVC_") and k != "THUMBSVC_KEY"}
 
 
 def print_table(report: dict[str, Any]) -> None:
     hits = report["cache_hits"]
     print()
     print(f"source: {report['source']}  settings: {report['settings'] or 'defaults'}  workers: {report['workers']}")
-    print(f"cpus: {report['cpus']}  load average before/after: {report['loadavg_before']}/{report['loadavg_after']}")
+    print(f"cpus: {report['cpus']}")
     print(
         f"cache hits ({hits['driver']}, {hits['connections']} connections): "
         f"{hits['rps']:.0f} req/s, p50 {hits['p50_ms']:.2f} ms, p99 {hits['p99_ms']:.2f} ms"
@@ -308,11 +261,11 @@ def print_table(report: dict[str, Any]) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> None:
-    corpus = Path(os.environ.get("THUMBSVC_CORPUS") or REPO.parent / "shared" / "corpus") / "photos"
+def main(argv: list[str] | None = None) -> int:
+    corpus = corpus_photos()
     default_root = str(corpus) if (corpus / CORPUS_PHOTO).is_file() else str(REPO / "thumbsvc" / "samples")
     default_source = CORPUS_PHOTO if (corpus / CORPUS_PHOTO).is_file() else "craft-beer.jpg"
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser("load", __doc__)
     parser.add_argument("--media-root", default=default_root)
     parser.add_argument("--source", default=default_source)
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per phase")
@@ -323,14 +276,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--min-width", type=int, default=300, help="narrowest cold thumbnail")
     parser.add_argument("--max-width", type=int, default=370, help="widest cold thumbnail")
-    parser.add_argument("--tree", default=str(REPO), help="run the server from this checkout (A/B runs)")
-    parser.add_argument("--json", help="also write the report to this file")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="THUMBSVC_VAR=VALUE", help="a setting of the server (repeatable)"
+    )
+    cli.add_tree(parser, "served")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.media_root, args.source = str(REPO / "thumbsvc" / "samples"), "craft-beer.jpg"
+        args.duration, args.pause, args.factors, args.hit_connections = 1.0, 0.2, [2.0], 4
+    args.tree = args.tree.resolve()
+    args.settings = dict(item.split("=", 1) for item in args.set)
+    if any("=" not in item for item in args.set):
+        raise SystemExit("--set takes THUMBSVC_VAR=VALUE")
+    result = results.Result("load", sys.argv[1:] if argv is None else list(argv), smoke=args.smoke)
+    result.machine = machine_info(args.tree)
     report = run(args)
     print_table(report)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main()
+    result.settings = {k: v for k, v in report.items() if k not in ("cache_hits", "phases")}
+    hits = report["cache_hits"]
+    result.add("cache_hits.rps", [hits["rps"]], "req/s", "higher")
+    result.add("cache_hits.p99_ms", [hits["p99_ms"]], "ms", "lower")
+    for phase in report["phases"]:
+        key = phase["name"].replace(" ", "_")
+        result.add(f"{key}.ok_per_s", [phase["ok_rps"]], "thumbs/s", "higher")
+        result.add(f"{key}.share_503", [phase["share_503"]], "share", "lower")
+        result.add(f"{key}.p99_ok_ms", [phase["p99_ok_ms"]], "ms", "lower")
+    result.details = {"cache_hits": hits, "phases": report["phases"]}
+    return cli.finish(result, args)

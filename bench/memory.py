@@ -1,16 +1,21 @@
-"""Peak memory of one ``thumbsvc serve`` process rendering large sources at full concurrency.
+"""memory: peak resident memory of one ``thumbsvc serve`` process rendering a photo set at full concurrency.
 
-Starts the service (one process, ``THUMBSVC_RENDER_SLOTS`` render threads, result, source and
-decoded-source caches off) once per variant, has ``--clients`` threads request every source at every size in
-every pass (each pass at a width one pixel wider, so every request is a render), samples the
-process's resident set every 10 ms and reports the peak (VmHWM), the resting set afterwards,
-throughput and the statuses. Every response must be a 200 that decodes to the asked width.
+For each photo set and each server (this checkout, and every ``--alt``), a fresh one-process
+server (``--slots`` render threads, on 127.0.0.1) gets ``--clients`` client threads asking for
+every photo at every size, ``--passes`` times (each pass one pixel wider, so every request
+renders); the process's resident set is sampled every 10 ms. Reported per run: peak (VmHWM),
+median and resting resident set, the idle size before, renders/s and every status (each 200 must
+decode to the asked width). ``--repeat`` runs every server several times, interleaved, because
+the peak moves with what glibc keeps per thread.
 
-    python -m bench.memory --media DIR                       # the 24 MP JPEG set (see --make-jpegs)
-    python -m bench.memory --media DIR --variant mmap=MALLOC_MMAP_THRESHOLD_=131072
-    python -m bench.memory --make-jpegs DIR --make-others DIR2   # build the source sets once
+``--caches off`` (the default) turns the result, source and decoded-source caches off, so what is
+measured is the renders; ``--caches default`` leaves every setting at its default (what issue 16's
+"at defaults" goal means). Sets (``bench.lib.photos``, built once outside the repository): w1,
+mix24 (24 MP JPEGs, baseline and progressive), progressive24, baseline24, other24 (24 MP PNG, WebP).
 
-A variant is NAME=VAR=VALUE[,VAR=VALUE...]; ``default`` (no extra variables) always runs first.
+    python -m bench memory                                   # w1 and mix24, 3 passes, 3 runs each
+    python -m bench memory --sets other24 --passes 2
+    python -m bench memory --caches default --alt arena1=:MALLOC_ARENA_MAX=1
 """
 
 from __future__ import annotations
@@ -18,133 +23,48 @@ from __future__ import annotations
 import argparse
 import io
 import itertools
-import json
-import os
-import signal
-import socket
-import subprocess
+import statistics
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-from bench.procs import machine_info
-from bench.workloads import REPO, corpus_photos
-
-RESULTS = REPO / "bench" / "results"
-KEY = "bench-memory-key-not-secret"
-SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from bench.lib import cli, results
+from bench.lib.httpbench import CACHES_OFF
+from bench.lib.photos import photo_set
+from bench.lib.procs import machine_info, status_kib, tree_commit
+from bench.lib.servers import KEY, ThumbsvcServer
 
 
-def status_kib(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
+def media_for(photos: list[Path]) -> tuple[Path, list[str]]:
+    """Return a media root holding every photo, and each photo's source reference under it."""
+    root = photos[0].parent
+    for photo in photos[1:]:
+        while root not in photo.parents:
+            root = root.parent
+    return root, [str(p.relative_to(root)) for p in photos]
 
 
-def make_jpegs(folder: Path) -> None:
-    """24 MP JPEGs: the corpus's progressive craft-beer as it is and re-encoded baseline, and a
-    16 MP landscape scaled to 6000x4000, baseline and progressive (q90)."""
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    craft = corpus_photos() / "immich__craft-beer.jpg"
-    (folder / "craft-beer-progressive.jpg").write_bytes(craft.read_bytes())
-    with Image.open(craft) as opened:
-        icc = opened.info.get("icc_profile")
-        opened.convert("RGB").save(folder / "craft-beer-baseline.jpg", quality=90, icc_profile=icc)
-    with Image.open(corpus_photos() / "lepton__slrhills.jpg") as opened:
-        hills = opened.convert("RGB").resize((6000, 4500), Image.Resampling.BICUBIC).crop((0, 250, 6000, 4250))
-    hills.save(folder / "slrhills-baseline.jpg", quality=90)
-    hills.save(folder / "slrhills-progressive.jpg", quality=90, progressive=True)
-
-
-def make_others(folder: Path) -> None:
-    """24 MP PNG and WebP sources, opaque and with alpha (a smooth picture, so the PNGs stay under
-    the 25 MB source limit; memory depends on the pixels, not the content)."""
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with Image.open(corpus_photos() / "immich__craft-beer.jpg") as opened:
-        opened.draft("RGB", (750, 500))
-        rgb = opened.convert("RGB").resize((6000, 4000), Image.Resampling.BICUBIC)
-    alpha = Image.linear_gradient("L").resize((6000, 4000))
-    rgba = rgb.copy()
-    rgba.putalpha(alpha)
-    rgb.save(folder / "smooth-24mp-rgb.png", compress_level=9)
-    rgba.save(folder / "smooth-24mp-rgba.png", compress_level=9)
-    rgb.save(folder / "smooth-24mp-rgb.webp", quality=80)
-    rgba.save(folder / "smooth-24mp-rgba.webp", quality=80)
-
-
-class Server:
-    def __init__(self, media: Path, env: dict[str, str], slots: int, tree: Path) -> None:
-        self.port = free_port()
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("THUMBSVC_", "MALLOC_", "PILLOW_"))}
-        full_env.update(
-            {
-                "THUMBSVC_KEY": KEY,
-                "THUMBSVC_MEDIA_ROOT": str(media.resolve()),
-                "THUMBSVC_CACHE_BYTES": "0",
-                "THUMBSVC_SOURCE_CACHE_BYTES": "0",
-                "THUMBSVC_RENDER_SLOTS": str(slots),
-                "THUMBSVC_QUEUE_TIMEOUT": "120",
-            }
-        )
-        if "decoded_cache_bytes" in (tree / "thumbsvc" / "config.py").read_text():
-            full_env["THUMBSVC_DECODED_CACHE_BYTES"] = "0"  # the decoded-source cache, where the checkout has one
-        full_env.update(env)
-        argv = [sys.executable, "-m", "thumbsvc.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        self.proc = subprocess.Popen(
-            [*argv, "--workers", "1", "--log-level", "warning"],
-            cwd=tree,
-            env=full_env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self) -> None:
-        import httpx
-
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.base + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise SystemExit("thumbsvc serve did not start")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=30)
-
-
-def run_variant(name: str, env: dict[str, str], args: argparse.Namespace) -> dict[str, object]:
+def run_once(
+    name: str, tree: Path, settings: dict[str, str], photos: list[Path], args: argparse.Namespace
+) -> dict[str, Any]:
     import httpx
     from PIL import Image
 
     from thumbsvc.client import URLSigner
 
-    sources = sorted(p.name for p in args.media.iterdir() if p.suffix.lower() in SUFFIXES)
+    root, sources = media_for(photos)
     sizes = [(int(w), int(h), fit) for w, h, fit in (s.replace(":", "x").split("x") for s in args.sizes.split(","))]
+    base = {"THUMBSVC_MEDIA_ROOT": str(root), "THUMBSVC_RENDER_SLOTS": str(args.slots), "THUMBSVC_QUEUE_TIMEOUT": "120"}
+    if args.caches == "off":
+        base.update(CACHES_OFF)
+    server = ThumbsvcServer(name, tree, {**base, **settings})
     signer = URLSigner(KEY)
-    server = Server(args.media, env, args.slots, args.tree)
+    server.start()
     try:
-        server.wait_ready()
-        pid = server.proc.pid
+        pid = server.pid
         idle_kib = status_kib(pid, "VmRSS")
         samples: list[int] = []
         done = threading.Event()
@@ -158,107 +78,97 @@ def run_variant(name: str, env: dict[str, str], args: argparse.Namespace) -> dic
             for p, src, (w, h, fit) in itertools.product(range(args.passes), sources, sizes)
         ]
         statuses: dict[str, int] = {}
+        lock = threading.Lock()
+        local = threading.local()
 
-        def fetch(client: httpx.Client, job: tuple[str, int]) -> None:
+        def work(job: tuple[str, int]) -> None:
+            if not hasattr(local, "client"):
+                local.client = httpx.Client(base_url=server.base, timeout=300)
             path, width = job
-            response = client.get(server.base + path)
+            response = local.client.get(path)
             ok = response.status_code == 200
             if ok:
                 with Image.open(io.BytesIO(response.content)) as image:
                     ok = image.width <= width and image.format is not None
             key = str(response.status_code) if ok or response.status_code != 200 else "200-bad"
-            statuses[key] = statuses.get(key, 0) + 1
+            with lock:
+                statuses[key] = statuses.get(key, 0) + 1
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         started = time.monotonic()
-        clients = [httpx.Client(timeout=300) for _ in range(args.clients)]
-        local = threading.local()
-        pool_clients = iter(clients)
-        lock = threading.Lock()
-
-        def work(job: tuple[str, int]) -> None:
-            if not hasattr(local, "client"):
-                with lock:
-                    local.client = next(pool_clients)
-            fetch(local.client, job)
-
         with ThreadPoolExecutor(args.clients) as pool:
             list(pool.map(work, jobs))
         elapsed = time.monotonic() - started
         time.sleep(0.5)
         done.set()
         sampler.join()
-        for client in clients:
-            client.close()
-        result: dict[str, object] = {
-            "variant": name,
-            "env": env,
-            "sources": sources,
+        return {
+            "server": name,
             "requests": len(jobs),
             "statuses": statuses,
-            "seconds": round(elapsed, 1),
+            "seconds": round(elapsed, 2),
             "renders_per_s": round(len(jobs) / elapsed, 2),
             "idle_rss_mib": round(idle_kib / 1024, 1),
             "peak_rss_mib": round(status_kib(pid, "VmHWM") / 1024, 1),
-            "median_rss_mib": round(sorted(samples)[len(samples) // 2] / 1024, 1) if samples else None,
+            "median_rss_mib": round(statistics.median(samples) / 1024, 1) if samples else None,
             "end_rss_mib": round(status_kib(pid, "VmRSS") / 1024, 1),
         }
     finally:
         server.stop()
-    return result
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--media", type=Path, help="folder of sources (every .jpg/.png/.webp in it)")
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.parser("memory", __doc__)
+    parser.add_argument("--sets", default="w1,mix24", help="photo sets, comma-separated (default w1,mix24)")
+    parser.add_argument("--photos", help="folder of photos to use instead of W1's six corpus photos")
     parser.add_argument("--sizes", default="150x150:cover,400x300:contain,1200x900:contain")
     parser.add_argument("--format", default="jpeg")
     parser.add_argument("--clients", type=int, default=4, help="requests in flight at once (default 4)")
     parser.add_argument("--slots", type=int, default=2, help="THUMBSVC_RENDER_SLOTS (default 2)")
     parser.add_argument("--passes", type=int, default=3)
-    parser.add_argument("--tree", type=Path, default=REPO, help="checkout whose thumbsvc serves (default: this one)")
-    parser.add_argument("--variant", action="append", default=[], metavar="NAME=VAR=VALUE[,VAR=VALUE]")
-    parser.add_argument("--make-jpegs", type=Path, metavar="DIR", help="build the 24 MP JPEG set into DIR")
-    parser.add_argument("--make-others", type=Path, metavar="DIR", help="build the 24 MP PNG/WebP set into DIR")
-    parser.add_argument("--out", help="JSON file (default bench/results/memory-<time>.json)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each server and set, interleaved (default 3)")
+    parser.add_argument("--caches", choices=("off", "default"), default="off")
+    cli.add_tree(parser, "served")
+    parser.add_argument("--alt", action="append", default=[], metavar="NAME=[TREE][:VAR=VALUE,...]")
     args = parser.parse_args(argv)
-    if args.make_jpegs:
-        make_jpegs(args.make_jpegs)
-    if args.make_others:
-        make_others(args.make_others)
-    if args.media is None:
-        return
-    variants: list[tuple[str, dict[str, str]]] = [("default", {})]
-    for text in args.variant:
-        name, _, assignments = text.partition("=")
-        variants.append((name, dict(item.split("=", 1) for item in assignments.split(","))))
-    report: dict[str, object] = {
-        "benchmark": "memory",
-        "machine": machine_info(args.tree.resolve()),
-        "media": str(args.media),
-        "sizes": args.sizes,
-        "format": args.format,
-        "clients": args.clients,
-        "slots": args.slots,
-        "passes": args.passes,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "variants": [],
+    if args.smoke:
+        args.sets, args.passes, args.repeat, args.sizes, args.clients = "samples", 1, 1, "400x300:contain", 2
+    args.tree = args.tree.resolve()
+    servers: list[tuple[str, Path, dict[str, str]]] = [("thumbsvc", args.tree, {})] + [
+        (f"thumbsvc:{name}", tree or args.tree, settings) for name, tree, settings in map(cli.parse_alt, args.alt)
+    ]
+    result = results.Result("memory", sys.argv[1:] if argv is None else list(argv), smoke=args.smoke)
+    result.machine = machine_info(args.tree)
+    result.settings = {
+        k: getattr(args, k) for k in ("sets", "sizes", "format", "clients", "slots", "passes", "repeat", "caches")
     }
-    for name, env in variants:
-        result = run_variant(name, env, args)
-        report["variants"].append(result)  # type: ignore[attr-defined]
-        print(
-            f"{name:14} peak {result['peak_rss_mib']:6.1f} MiB  median {result['median_rss_mib']} MiB  "
-            f"idle {result['idle_rss_mib']} → end {result['end_rss_mib']} MiB  {result['renders_per_s']} renders/s  "
-            f"{result['statuses']}",
-            flush=True,
-        )
-    out = Path(args.out) if args.out else RESULTS / f"memory-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {out}")
-
-
-if __name__ == "__main__":
-    main()
+    result.settings["servers"] = {
+        name: {"tree": str(tree), "commit": tree_commit(tree), "settings": s} for name, tree, s in servers
+    }
+    for set_name in [s.strip() for s in args.sets.split(",") if s.strip()]:
+        photos = photo_set(set_name, args.photos)
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in servers}
+        for rep in range(args.repeat):
+            for name, tree, settings in servers if rep % 2 == 0 else servers[::-1]:
+                run = run_once(name, tree, settings, photos, args)
+                runs[name].append(run)
+                print(
+                    f"[{set_name}] {name:16} peak {run['peak_rss_mib']:6.1f} MiB  median {run['median_rss_mib']}  "
+                    f"idle {run['idle_rss_mib']} -> end {run['end_rss_mib']} MiB  {run['renders_per_s']} renders/s  "
+                    f"{run['statuses']}",
+                    flush=True,
+                )
+        for name, series in runs.items():
+            key = f"{set_name}.{name}"
+            result.add(f"{key}.peak_rss_mib", [r["peak_rss_mib"] for r in series], "MiB", "lower")
+            result.add(f"{key}.end_rss_mib", [r["end_rss_mib"] for r in series], "MiB", "lower")
+            result.add(f"{key}.renders_per_s", [r["renders_per_s"] for r in series], "renders/s", "higher")
+            result.add(
+                f"{key}.not_200",
+                [sum(v for k, v in r["statuses"].items() if k != "200") for r in series],
+                "count",
+                "lower",
+            )
+        result.details[set_name] = runs
+    return cli.finish(result, args)

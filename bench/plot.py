@@ -1,113 +1,87 @@
-"""Plot the newest (or given) benchmark results into docs/performance.png.
+"""plot: one PNG per result file: every metric's median and range, one panel per unit.
 
-python -m bench.plot [--inprocess FILE] [--http FILE] [--out docs/performance.png]
+    python -m bench plot RESULT.json [RESULT.json ...]        # RESULT.png beside each result
+    python -m bench plot RESULT.json --out docs/perf/http.png  # where docs/performance.md shows it
+    python -m bench plot RESULT.json --match per_core          # only metrics whose name contains this
+
+Bars are medians, whiskers the lowest and highest value (per round or per run); the title names
+the workload, the commit and the date, so a picture is never read for another commit's.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
-from bench.workloads import REPO
+from bench.lib import results
 
-RESULTS = REPO / "bench" / "results"
-
-
-def newest(prefix: str) -> Path | None:
-    found = sorted(RESULTS.glob(f"{prefix}-*.json"))
-    return found[-1] if found else None
+# Units whose metrics are drawn first (the rest follow in the order they appear).
+PREFERRED = ("thumbs/core-s", "x", "ms", "thumbs/s", "cores", "MiB")
 
 
-def main(argv: list[str] | None = None) -> None:
+def plot(doc: dict[str, Any], out: Path, match: str | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--inprocess", type=Path, default=newest("inprocess"))
-    parser.add_argument("--http", type=Path, default=newest("http"))
-    parser.add_argument("--no-http", dest="http", action="store_const", const=None, help="in-process panels only")
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "performance.png")
-    args = parser.parse_args(argv)
-
-    panels = []
-    inproc = json.loads(args.inprocess.read_text()) if args.inprocess else None
-    http = json.loads(args.http.read_text()) if args.http else None
-    if inproc:
-        panels += [("inprocess", w) for w in inproc["workloads"]]
-    if http:
-        panels += [("http", v) for v in http["variants"]]
+    panels: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for name, metric in doc["metrics"].items():
+        if metric["median"] is None or (match and match not in name):
+            continue
+        panels[metric["unit"]].append((name, metric))
     if not panels:
-        raise SystemExit("no results to plot")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
-    for ax, (kind, data) in zip(axes[0], panels, strict=True):
-        if kind == "inprocess":
-            arms = list(data["arms"])
-            ms = [data["arms"][a]["ms_per_thumbnail"] for a in arms]
-            low = [m - data["arms"][a]["round_ms"]["p10"] for a, m in zip(arms, ms, strict=True)]
-            high = [data["arms"][a]["round_ms"]["p90"] - m for a, m in zip(arms, ms, strict=True)]
-            bars = ax.bar(
-                arms,
-                ms,
-                yerr=[[max(0, v) for v in low], [max(0, v) for v in high]],
-                capsize=4,
-                color=["#2b6cb0" if a.startswith("thumbsvc") else "#a0aec0" for a in arms],
+        raise SystemExit(f"no metric to plot in {doc.get('workload')} result")
+    units = sorted(panels, key=lambda u: (PREFERRED.index(u) if u in PREFERRED else len(PREFERRED), u))
+    heights = [0.9 + 0.28 * len(panels[u]) for u in units]
+    fig, axes = plt.subplots(len(units), 1, figsize=(9, sum(heights) + 0.8), squeeze=False, height_ratios=heights)
+    for ax, unit in zip(axes[:, 0], units, strict=True):
+        rows = panels[unit]
+        medians = [m["median"] for _, m in rows]
+        low = [m["median"] - min(m["values"]) for _, m in rows]
+        high = [max(m["values"]) - m["median"] for _, m in rows]
+        colours = ["#2b6cb0" if "thumbsvc" in name else "#a0aec0" for name, _ in rows]
+        positions = range(len(rows))
+        ax.barh(positions, medians, xerr=[low, high], capsize=3, color=colours)
+        ax.set_yticks(list(positions), [name for name, _ in rows], fontsize=7)
+        ax.invert_yaxis()
+        better = {m["better"] for _, m in rows}
+        direction = f" ({better.pop()} is better)" if len(better) == 1 and "none" not in better else ""
+        ax.set_xlabel(unit + direction, fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        for pos, value in zip(positions, medians, strict=True):
+            ax.annotate(
+                f"{value:.3g}", (value, pos), xytext=(3, 0), textcoords="offset points", va="center", fontsize=6
             )
-            for bar, arm in zip(bars, arms, strict=True):
-                psnr = data["arms"][arm].get("psnr_mean")
-                label = f"{bar.get_height():.0f} ms" + (f"\n{psnr:.1f} dB" if psnr else "")
-                ax.annotate(
-                    label,
-                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center",
-                    va="bottom",
-                    fontsize=8,
-                    xytext=(0, 3),
-                    textcoords="offset points",
-                )
-            ax.set_title(
-                f"in-process {data['workload'].upper()}: ms per thumbnail\n(1 thread, p10-p90 of rounds)", fontsize=9
-            )
-            ax.set_ylim(0, max(ms) * 1.25)
-            ax.set_ylabel("ms per thumbnail (lower is better)")
-            ax.tick_params(axis="x", labelrotation=20, labelsize=8)
-        else:
-            levels = data["levels"]
-            names = list(levels[0]["servers"])
-            width = 0.8 / len(names)
-            for i, name in enumerate(names):
-                xs = [j + i * width for j in range(len(levels))]
-                med = [lv["servers"][name]["thumbs_per_s"]["median"] for lv in levels]
-                lo = [
-                    m - min(r["thumbs_per_s"] for r in lv["servers"][name]["rounds"])
-                    for m, lv in zip(med, levels, strict=True)
-                ]
-                hi = [
-                    max(r["thumbs_per_s"] for r in lv["servers"][name]["rounds"]) - m
-                    for m, lv in zip(med, levels, strict=True)
-                ]
-                blues = ["#2b6cb0", "#63b3ed", "#90cdf4"]
-                ax.bar(
-                    xs,
-                    med,
-                    width,
-                    yerr=[lo, hi],
-                    capsize=3,
-                    label=name,
-                    color=blues[i % len(blues)] if name.startswith("thumbsvc") else "#ed8936",
-                )
-            ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(levels))])
-            ax.set_xticklabels([f"{lv['clients']} clients" for lv in levels], fontsize=8)
-            ax.set_title(f"HTTP {data['variant']}: thumbnails/s\n(median of rounds, min-max)", fontsize=9)
-            ax.set_ylabel("thumbnails/s (higher is better)")
-            ax.legend(fontsize=8)
+    smoke = "  [SMOKE: figures mean nothing]" if doc.get("smoke") else ""
+    fig.suptitle(
+        f"bench {doc['workload']} at {doc.get('commit', '?')}, {doc.get('started', '?')}{smoke}\n"
+        f"median of rounds, whiskers min-max; {doc.get('machine', {}).get('cpu', '')}",
+        fontsize=9,
+    )
     fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
 
 
-if __name__ == "__main__":
-    main()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench plot", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("result", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, help="PNG file (one result only; default RESULT.png beside it)")
+    parser.add_argument("--match", help="only metrics whose name contains this text")
+    args = parser.parse_args(argv)
+    if args.out and len(args.result) > 1:
+        raise SystemExit("--out takes one result")
+    for path in args.result:
+        doc = results.load(path)
+        if doc.get("schema") != results.SCHEMA:
+            raise SystemExit(f"{path}: a baseline; plot the result files it was made from")
+        out = args.out or path.with_suffix(".png")
+        plot(doc, out, args.match)
+        print(f"wrote {out}")
+    return 0

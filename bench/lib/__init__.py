@@ -1,0 +1,1 @@
+"""Shared code of the benchmark workloads (not runnable on its own)."""
