@@ -4,8 +4,9 @@ Everything else in the suite goes through public interfaces: ``thumbsvc serve`` 
 HTTP, ``thumbsvc.client.URLSigner``, ``thumbsvc.config.Settings`` and ``thumbsvc.app.create_app``.
 
 - ``renderer`` is what the in-process workload times: one thumbnail from source bytes, as the
-  service's render step makes it (today ``thumbsvc.pipeline.render(data, options, limits, accept)``).
-- ``stages`` is what ``bench floors`` times: the same render cut at its stage boundaries.
+  service's render step makes it (``thumbsvc.pipeline.render(data, options, limits)``: every step).
+- ``stages`` is what ``bench floors`` times: the same render cut at its step boundaries
+  (``pipeline.HEADER_STEPS``, then ``decode``, then the steps after it).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from thumbsvc import pipeline
 
 
 @dataclass(frozen=True)
@@ -36,12 +40,17 @@ def renderer() -> Callable[..., Output]:
 
     settings = Settings()  # defaults: the in-process workloads measure the render, not a configuration
     configure(settings.max_source_pixels)
-    limits = Limits.from_settings(settings)
+    limits = Limits(
+        max_source_pixels=settings.max_source_pixels,
+        max_frames=settings.max_frames,
+        max_animation_pixels=settings.max_animation_pixels,
+        max_output_px=settings.max_output_px,
+    )
 
     def run(data: bytes, *, width: int, height: int, fit: str, quality: int, **options: Any) -> Output:
         options.setdefault("format", "jpeg")
         made = make_options(width=width, height=height, fit=fit, quality=quality, **options)
-        rendered = render(data, made, limits, None)
+        rendered = render(data, made, limits)
         return Output(rendered.data, rendered.width, rendered.height)
 
     return run
@@ -58,8 +67,6 @@ def stages(data: bytes, *, width: int, height: int, fit: str, quality: int) -> d
 
     The inputs each stage needs are made here, once, outside the callables.
     """
-    from dataclasses import replace
-
     from thumbsvc import pipeline
     from thumbsvc.decode import Limits, configure
     from thumbsvc.encoding import encode
@@ -68,24 +75,26 @@ def stages(data: bytes, *, width: int, height: int, fit: str, quality: int) -> d
     configure(50_000_000)
     limits = Limits()
     options = make_options(width=width, height=height, fit=fit, format="jpeg", quality=quality)
+    after_decode = pipeline.STILL_STEPS[1:-1]  # reduce ... compose: between the decode and the encoder
 
-    def opened() -> tuple[Any, Any, Any]:
-        image, job, layout = pipeline.open_job(data, options, limits)
-        scale = pipeline.draft(image, layout, planar=pipeline.decodes_planar(image, job.kind))
-        return image, replace(job, scale=scale), layout
+    def planned() -> pipeline.Job:
+        return pipeline.run(pipeline.Job(data, options, limits), pipeline.HEADER_STEPS)
 
-    def decode() -> Any:
-        image, job, _ = opened()
-        image.load()
-        return pipeline.prepare(image, job)
+    def decode() -> pipeline.Job:
+        return pipeline.run(planned(), (pipeline.decode,))
 
-    _, job, layout = opened()
-    frame = decode()
-    finished = pipeline.finish(frame, job, layout)
+    decoded = decode()
+
+    def finish() -> pipeline.Job:
+        job = planned()
+        job.decoded = decoded.decoded
+        return pipeline.run(job, (pipeline.decode, *after_decode))
+
+    finished = finish().picture
     return {
         "decode": decode,
-        "finish": lambda: pipeline.finish(frame, job, layout),
-        "encode": lambda: encode(finished.copy(), job.kind, quality),
-        "render": lambda: pipeline.render(data, options, limits, None),
+        "finish": finish,
+        "encode": lambda: encode(finished.copy(), "jpeg", quality),
+        "render": lambda: pipeline.render(data, options, limits),
         "encode_baseline": lambda: finished.copy().save(io.BytesIO(), "JPEG", quality=quality),
     }
