@@ -1,0 +1,25 @@
+// The reference ThumbHash implementation (npm "thumbhash"), as a batch filter for the Python tests.
+// stdin:  {"encode": [[width, height, "<base64 RGBA>"], ...], "decode": ["<base64 hash>", ...]}
+// stdout: {"encode": ["<base64 hash>", ...],
+//          "decode": [{"w": 32, "h": 24, "rgba": "<base64>", "average": [r, g, b, a], "ratio": 1.4}, ...]}
+import {
+  rgbaToThumbHash,
+  thumbHashToApproximateAspectRatio,
+  thumbHashToAverageRGBA,
+  thumbHashToRGBA,
+} from 'thumbhash'
+
+const chunks = []
+for await (const chunk of process.stdin) chunks.push(chunk)
+const input = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+const base64 = (bytes) => Buffer.from(bytes).toString('base64')
+const bytes = (text) => new Uint8Array(Buffer.from(text, 'base64'))
+
+const encoded = (input.encode || []).map(([w, h, rgba]) => base64(rgbaToThumbHash(w, h, bytes(rgba))))
+const decoded = (input.decode || []).map((text) => {
+  const hash = bytes(text)
+  const { w, h, rgba } = thumbHashToRGBA(hash)
+  const { r, g, b, a } = thumbHashToAverageRGBA(hash)
+  return { w, h, rgba: base64(rgba), average: [r, g, b, a], ratio: thumbHashToApproximateAspectRatio(hash) }
+})
+process.stdout.write(JSON.stringify({ encode: encoded, decode: decoded }))
