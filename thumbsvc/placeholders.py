@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TextIO
@@ -149,13 +148,13 @@ def _transpose_table() -> dict[int, Image.Transpose]:
     }
 
 
-def scan(root: str | os.PathLike[str]) -> Iterator[Path]:
-    """Given a folder, yield the image files under it (by suffix), sorted, hidden files and folders left out."""
+def scan(root: str | os.PathLike[str]) -> list[Path]:
+    """Given a folder, return the image files under it (by suffix), sorted, hidden files and folders left out."""
+    found = []
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                yield Path(folder, name)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(folder, n) for n in files if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(found, key=lambda path: path.relative_to(root).parts)
 
 
 def backfill(root: str | os.PathLike[str], out: TextIO | None = None, err: TextIO | None = None) -> int:

@@ -1,7 +1,9 @@
 // The reference ThumbHash implementation (npm "thumbhash"), as a batch filter for the Python tests.
-// stdin:  {"encode": [[width, height, "<base64 RGBA>"], ...], "decode": ["<base64 hash>", ...]}
+// stdin:  {"encode": [[width, height, "<base64 RGBA>"], ...], "decode": ["<base64 hash>", ...], "cos": [x, ...]}
 // stdout: {"encode": ["<base64 hash>", ...],
-//          "decode": [{"w": 32, "h": 24, "rgba": "<base64>", "average": [r, g, b, a], "ratio": 1.4}, ...]}
+//          "decode": [{"w": 32, "h": 24, "rgba": "<base64>", "average": [r, g, b, a], "ratio": 1.4}, ...],
+//          "cos": [Math.cos(x), ...]}
+// Numbers cross as JSON, which both sides print and parse exactly.
 import {
   rgbaToThumbHash,
   thumbHashToApproximateAspectRatio,
@@ -22,4 +24,5 @@ const decoded = (input.decode || []).map((text) => {
   const { r, g, b, a } = thumbHashToAverageRGBA(hash)
   return { w, h, rgba: base64(rgba), average: [r, g, b, a], ratio: thumbHashToApproximateAspectRatio(hash) }
 })
-process.stdout.write(JSON.stringify({ encode: encoded, decode: decoded }))
+const cosines = (input.cos || []).map((x) => Math.cos(x))
+process.stdout.write(JSON.stringify({ encode: encoded, decode: decoded, cos: cosines }))
