@@ -31,6 +31,7 @@ from thumbsvc.placeholders import (
 )
 
 JS = REPO / "tests" / "js"
+SCRIPT = REPO / "thumbsvc" / "contrib" / "django" / "static" / "thumbsvc" / "thumbhash.js"
 NODE = shutil.which("node")
 if NODE is None or not (JS / "node_modules" / "thumbhash" / "package.json").is_file():
     pytest.skip("node or npm's thumbhash is missing (npm ci --prefix tests/js)", allow_module_level=True)
@@ -52,6 +53,7 @@ class Batch:
     ours: dict[str, bytes] = field(default_factory=dict)
     reference: dict[str, bytes] = field(default_factory=dict)
     decoded: dict[str, dict[str, object]] = field(default_factory=dict)
+    script: dict[str, dict[str, object]] = field(default_factory=dict)
     arguments: list[float] = field(default_factory=list)
     cosines: list[float] = field(default_factory=list)
 
@@ -151,11 +153,13 @@ def batch() -> Batch:
             "encode": [[w, h, base64.b64encode(rgba).decode()] for w, h, rgba in batch.cases.values()],
             "decode": [base64.b64encode(batch.ours[name]).decode() for name in names],
             "cos": batch.arguments,
+            "script": str(SCRIPT),
         }
     )
     batch.reference = {name: base64.b64decode(str(text)) for name, text in zip(names, answer["encode"], strict=True)}
     batch.decoded = {name: dict(item) for name, item in zip(names, answer["decode"], strict=True)}  # type: ignore[call-overload]
     batch.cosines = [float(value) for value in answer["cos"]]  # type: ignore[arg-type]
+    batch.script = {name: dict(item) for name, item in zip(names, answer["script"], strict=True)}  # type: ignore[call-overload]
     return batch
 
 
@@ -202,6 +206,17 @@ def test_decoding_matches_the_reference(batch: Batch) -> None:
             wrong.append(f"{name}: ratio")
     assert len(names) > 100
     assert wrong == []
+
+
+def test_the_browser_scripts_decoder_paints_the_reference_pixels(batch: Batch) -> None:
+    """thumbhash.js carries its own compact decoder: within one level of the reference's on every channel."""
+    worst = 0
+    for name, expected in batch.decoded.items():
+        painted = batch.script[name]
+        assert (painted["w"], painted["h"]) == (expected["w"], expected["h"]), name
+        ours, theirs = base64.b64decode(str(painted["rgba"])), base64.b64decode(str(expected["rgba"]))
+        worst = max(worst, max(abs(a - b) for a, b in zip(ours, theirs, strict=True)))
+    assert worst <= 1
 
 
 def test_js_cos_is_math_cos_of_v8_on_every_argument_the_codec_uses(batch: Batch) -> None:

@@ -2,8 +2,13 @@
 // stdin:  {"encode": [[width, height, "<base64 RGBA>"], ...], "decode": ["<base64 hash>", ...], "cos": [x, ...]}
 // stdout: {"encode": ["<base64 hash>", ...],
 //          "decode": [{"w": 32, "h": 24, "rgba": "<base64>", "average": [r, g, b, a], "ratio": 1.4}, ...],
-//          "cos": [Math.cos(x), ...]}
+//          "cos": [Math.cos(x), ...], "script": [{"w", "h", "rgba"}, ...]}
+// With "script": "<path>", that browser script (thumbsvc's thumbhash.js) is run in a bare context
+// and its own decoder decodes the "decode" hashes too.
 // Numbers cross as JSON, which both sides print and parse exactly.
+import fs from 'node:fs'
+import vm from 'node:vm'
+
 import {
   rgbaToThumbHash,
   thumbHashToApproximateAspectRatio,
@@ -25,4 +30,13 @@ const decoded = (input.decode || []).map((text) => {
   return { w, h, rgba: base64(rgba), average: [r, g, b, a], ratio: thumbHashToApproximateAspectRatio(hash) }
 })
 const cosines = (input.cos || []).map((x) => Math.cos(x))
-process.stdout.write(JSON.stringify({ encode: encoded, decode: decoded, cos: cosines }))
+let script = []
+if (input.script) {
+  const page = { window: {}, document: { readyState: 'complete', querySelectorAll: () => [] } }
+  vm.runInNewContext(fs.readFileSync(input.script, 'utf8'), page)
+  script = (input.decode || []).map((text) => {
+    const { w, h, rgba } = page.window.thumbsvcThumbhash.decode(bytes(text))
+    return { w, h, rgba: base64(Array.from(rgba)) }
+  })
+}
+process.stdout.write(JSON.stringify({ encode: encoded, decode: decoded, cos: cosines, script }))
