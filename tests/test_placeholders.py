@@ -154,12 +154,22 @@ def test_the_data_uri_is_a_png_of_the_decoded_pixels_and_is_cached() -> None:
     png = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
     png.load()
     width, height, rgba = thumbhash_to_rgba(SAMPLE_HASH)
-    assert (png.format, png.mode, png.size) == ("PNG", "RGBA", (width, height))
-    assert png.tobytes() == rgba
-    assert len(uri) < 4000
+    assert (png.format, png.mode, png.size) == ("PNG", "RGB", (width, height))  # opaque: no alpha channel
+    assert png.convert("RGBA").tobytes() == rgba
+    assert len(uri) < 2000
     assert thumbhash_data_uri(base64.b64decode(SAMPLE_HASH)) is uri  # the same cached string
     with pytest.raises(ValueError):
         thumbhash_data_uri("nope")
+
+
+def test_the_data_uri_of_a_hash_with_alpha_keeps_it() -> None:
+    fade = bytes(c for y in range(20) for x in range(40) for c in (255, 128, 0, x * 6))
+    hash_ = thumbhash(40, 20, fade)
+    png = Image.open(io.BytesIO(base64.b64decode(thumbhash_data_uri(hash_).split(",", 1)[1])))
+    png.load()
+    assert png.mode == "RGBA"
+    assert png.tobytes() == thumbhash_to_rgba(hash_)[2]
+    assert png.getpixel((0, 0))[3] < png.getpixel((png.width - 1, 0))[3]
 
 
 def test_importing_placeholders_does_not_import_pillow() -> None:

@@ -46,7 +46,7 @@ def imgs(markup: str) -> list[dict[str, str | None]]:
 def png_pixels(uri: str) -> tuple[int, int, bytes]:
     image = Image.open(io.BytesIO(base64.b64decode(uri.removeprefix("data:image/png;base64,"))))
     image.load()
-    return image.width, image.height, image.tobytes()
+    return image.width, image.height, image.convert("RGBA").tobytes()
 
 
 def test_thumbhash_paints_the_average_colour_and_carries_the_hash(opaque: str) -> None:
