@@ -174,7 +174,8 @@ def test_the_data_uri_of_a_hash_with_alpha_keeps_it() -> None:
 
 def test_importing_placeholders_does_not_import_pillow() -> None:
     """Template tags decode hashes on every page: that must not pull Pillow into a web process."""
-    code = "import sys, thumbsvc.placeholders as p; p.thumbhash_data_uri(%r); print('PIL' in sys.modules)"
+    code = "import sys, thumbsvc.placeholders as p, thumbsvc.contrib.thumbnails; p.thumbhash_data_uri(%r); "
+    code += "print('PIL' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code % SAMPLE_HASH], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import jinja2
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.template import Context, Template
 from django.test import override_settings
@@ -209,3 +210,19 @@ def test_the_command_reports_unreadable_images_and_fails(photos: list[Photo]) ->
 def test_the_command_names_a_wrong_model_or_field(photo_table: type[Photo], args: list[str], message: str) -> None:
     with pytest.raises(CommandError, match=message):
         call_command("thumbsvc_placeholders", *args, stdout=io.StringIO())
+
+
+def test_computing_at_upload_time_leaves_the_upload_intact(photo_table: type[Photo]) -> None:
+    """docs/django.md's pattern: compute(photo.image) on a new upload, then save() stores the whole file."""
+    data = (MEDIA_ROOT / "photos" / "portrait.png").read_bytes()
+    photo = Photo(title="upload", image=SimpleUploadedFile("upload.png", data))
+    photo.thumbhash = compute(photo.image).thumbhash
+    photo.save()
+    try:
+        stored = Photo.objects.get(pk=photo.pk)
+        assert (MEDIA_ROOT / stored.image.name).read_bytes() == data
+        assert stored.thumbhash == compute(MEDIA_ROOT / "photos" / "portrait.png").thumbhash
+        assert (stored.image_width, stored.image_height) == (900, 1200)
+    finally:
+        (MEDIA_ROOT / photo.image.name).unlink()
+        photo.delete()
