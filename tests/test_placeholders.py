@@ -31,6 +31,7 @@ from thumbsvc.placeholders import (
     hex_colour,
     load_small,
     parse_thumbhash,
+    small_rgba,
     thumbhash,
     thumbhash_aspect_ratio,
     thumbhash_average,
@@ -257,6 +258,17 @@ def test_compute_applies_the_services_limits() -> None:
         compute(io.BytesIO(header + struct.pack(">I", 0) + b"IDAT" + struct.pack(">I", zlib.crc32(b"IDAT"))))
     with pytest.raises(FileNotFoundError):
         compute("/nonexistent/image.jpg")
+
+
+def test_small_rgba_hashes_a_decoded_image_as_compute_hashes_its_file() -> None:
+    picture = halves((640, 480), (230, 20, 20), (20, 20, 230))
+    picture.putalpha(Image.linear_gradient("L").resize((640, 480)))
+    data = encode(picture)
+    width, height, rgba = small_rgba(Image.open(io.BytesIO(data)))
+    assert (width, height) == (100, 75)
+    assert base64.b64encode(thumbhash(width, height, rgba)).decode() == compute(io.BytesIO(data)).thumbhash
+    assert small_rgba(Image.new("P", (3, 2)))[:2] == (3, 2)  # small images are kept as they are
+    assert small_rgba(Image.new("L", (1, 500)))[:2] == (1, 100)
 
 
 # The backfill command

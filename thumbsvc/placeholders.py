@@ -45,6 +45,7 @@ __all__ = [
     "load_small",
     "parse_thumbhash",
     "scan",
+    "small_rgba",
     "thumbhash",
     "thumbhash_aspect_ratio",
     "thumbhash_average",
@@ -119,9 +120,7 @@ def load_small(
     with pillow_errors():
         orientation = read_orientation(image)
         upright = upright_size(image.size, orientation)
-        scale = min(1.0, MAX_SIDE / max(upright))
-        size = (max(1, js_round(upright[0] * scale)), max(1, js_round(upright[1] * scale)))
-        stored = upright_size(size, orientation)
+        stored = upright_size(_fit(upright), orientation)
         icc = image.info.get("icc_profile")
         if image.format in ("JPEG", "MPO"):
             image.draft(image.mode, stored)  # a DCT-scaled decode that is still at least this large
@@ -132,6 +131,30 @@ def load_small(
             small = small.transpose(method)
         small = color.to_srgb(small, icc if isinstance(icc, bytes) else None).convert("RGBA")
     return SmallImage(small.width, small.height, small.tobytes(), upright)
+
+
+def small_rgba(image: Image.Image) -> tuple[int, int, bytes]:
+    """Given an upright sRGB Pillow image (any size; L, LA, RGB, RGBA or P), return it reduced to at most
+    100x100 pixels as (width, height, RGBA bytes), alpha kept: the input of ``thumbhash`` and ``average_colour``.
+
+    For an image already decoded (a rendered thumbnail); ``compute`` does the same for a file.
+    """
+    from PIL import Image
+
+    from thumbsvc import color
+
+    image = color.normalise_mode(image)
+    size = _fit(image.size)
+    if size != image.size:
+        image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    rgba = image.convert("RGBA")
+    return rgba.width, rgba.height, rgba.tobytes()
+
+
+def _fit(size: tuple[int, int]) -> tuple[int, int]:
+    """The size that fits in 100x100 with the aspect ratio kept; never larger than ``size``."""
+    scale = min(1.0, MAX_SIDE / max(size))
+    return max(1, js_round(size[0] * scale)), max(1, js_round(size[1] * scale))
 
 
 def _transpose_table() -> dict[int, Image.Transpose]:
