@@ -21,7 +21,7 @@ from thumbsvc.options import FITS, FORMATS, GRAVITIES
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"serve": serve, "url": url, "check-config": check_config}[args.command]
+    handler = {"serve": serve, "url": url, "check-config": check_config, "placeholders": placeholders}[args.command]
     try:
         return handler(args)
     except ConfigError as exc:
@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     url_cmd.add_argument("--upscale", action="store_true")
 
     commands.add_parser("check-config", help="validate THUMBSVC_* settings and print them")
+
+    placeholders_cmd = commands.add_parser("placeholders", help="print the ThumbHash and average colour of each image")
+    placeholders_cmd.add_argument("folder", help="folder searched for images, recursively")
     return parser
 
 
@@ -178,6 +181,12 @@ def check_config(args: argparse.Namespace) -> int:
     print(f"thumbsvc: configuration OK ({mode} mode)")
     print(settings)
     return 0
+
+
+def placeholders(args: argparse.Namespace) -> int:
+    from thumbsvc.placeholders import backfill
+
+    return backfill(args.folder)
 
 
 def _is_loopback(host: str) -> bool:

@@ -118,6 +118,8 @@ class Photo(models.Model):
     plain = models.ImageField(storage=STORAGE, blank=True)  # stores no dimensions
     focal_x = models.FloatField(null=True)
     focal_y = models.FloatField(null=True)
+    thumbhash = models.CharField(max_length=64, blank=True, default="")  # base64, as placeholders.compute gives it
+    average = models.CharField(max_length=9, blank=True, default="")
 
     class Meta:
         app_label = "thumbsvc"

@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 from tests.contrib.conftest import fetch_image, parse_elements, parse_srcset
 from thumbsvc.app import create_app
 from thumbsvc.config import SAMPLES_DIR, Settings
+from thumbsvc.placeholders import compute
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "examples" / "django_site"
@@ -71,3 +72,14 @@ def test_every_image_of_the_gallery_loads_at_its_size(page: str) -> None:
                 assert fetch_image(client, attrs["href"] or "").width == 1000  # 1600 wide, never upscaled
     # Exact attributes wherever the size is known: every cover thumbnail, and contain from the image fields.
     assert sum("width" in img for img in imgs) == 15
+
+
+def test_the_gallerys_stored_thumbhashes_are_those_of_its_images(page: str) -> None:
+    """gallery/photos.py stores hashes as a project would: they must be what compute() gives for the files."""
+    painted = [attrs for tag, attrs in parse_elements(page) if tag == "img" and "data-thumbhash" in attrs]
+    assert len(painted) == 12  # three photos with files, in four sections; the missing file gets none
+    for img in painted:
+        name = (img["src"] or "").rsplit("/", 1)[1]
+        assert img["data-thumbhash"] == compute(SAMPLES_DIR / name).thumbhash, name
+        assert (img["style"] or "").startswith("background-")
+    assert '<script src="/static/thumbsvc/thumbhash.js" defer>' in page

@@ -51,9 +51,9 @@ def watch() -> Iterator[tuple[list[str], list[str], CaptureQueriesContext]]:
 PAGE = """{% load thumbsvc %}
 {% for p in photos %}
 <figure>
-  {% thumbnail_img p.image 240 180 fit="cover" focal=p.focal_point alt=p.title %}
+  {% thumbnail_img p.image 240 180 fit="cover" focal=p.focal_point alt=p.title thumbhash=hash %}
   {% thumbnail_img p.image 240 180 alt=p.title widths="240,480" %}
-  {% thumbnail_picture p.image 300 200 formats="avif,webp" alt=p.title %}
+  {% thumbnail_picture p.image 300 200 formats="avif,webp" alt=p.title thumbhash=hash thumbhash_image=True %}
   <a href="{% thumbnail_url p.image 1200 %}">{% thumbnail_srcset p.plain 100 100 fit="pad" %}</a>
 </figure>
 {% endfor %}"""
@@ -78,8 +78,10 @@ def test_the_watch_sees_storage_queries_and_connections(photos: list[Photo]) -> 
 def test_rendering_a_page_touches_no_storage_database_or_network(photos: list[Photo]) -> None:
     template = Template(PAGE)
     with watch() as (network, storage, queries):
-        page = template.render(Context({"photos": photos}))
+        page = template.render(Context({"photos": photos, "hash": "2WgGDYbL/blNTouIaBiXZydsn1f2"}))
     assert page.count("<img ") == 3 * len(photos)
+    assert page.count("data-thumbhash=") == page.count("background-color:") == 2 * len(photos)
+    assert page.count("background-image:url(data:image/png;base64,") == len(photos)
     assert (network, storage, queries.captured_queries) == ([], [], [])
 
 

@@ -5,10 +5,15 @@ A ``ThumbnailTags`` turns a source (a relative path, an absolute URL or a Django
 ``<img>``/``<picture>`` markup. It computes and signs only: no storage, database or
 network call happens while a page renders. Markup is returned as ``str`` with every
 attribute escaped; the framework adapters mark it safe.
+
+``thumbhash=`` (on ``img`` and ``picture``) takes a stored ThumbHash and paints the
+``<img>``'s background with its average colour, or with the tiny image it decodes to, until
+the thumbnail covers it; the hash is written in ``data-thumbhash`` for a script to use.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import logging
 import re
@@ -31,6 +36,7 @@ from thumbsvc.contrib.arguments import (
 )
 from thumbsvc.contrib.sizes import output_size
 from thumbsvc.options import make_options
+from thumbsvc.placeholders import hex_colour, parse_thumbhash, thumbhash_average, thumbhash_data_uri
 
 __all__ = ["ThumbnailTags"]
 
@@ -59,6 +65,8 @@ class _Spec:
     densities: list[float] | None = None
     sizes: str | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    thumbhash: bytes | None = None
+    thumbhash_image: bool = False
 
 
 class ThumbnailTags:
@@ -69,6 +77,8 @@ class ThumbnailTags:
     ``sizes``; a call's own arguments win over its preset, which wins over the
     defaults. An empty source gives the ``placeholder`` source, or nothing. With
     ``raise_errors`` false, a bad argument is logged and the helper returns "".
+    ``thumbhash_image`` makes ``thumbhash=`` paint the decoded image rather than the
+    average colour by default (a call's ``thumbhash_image=`` wins).
     """
 
     def __init__(
@@ -81,6 +91,7 @@ class ThumbnailTags:
         densities: Iterable[float] = (1, 2),
         source_prefix: str = "",
         raise_errors: bool = True,
+        thumbhash_image: bool = False,
     ) -> None:
         self.signer = signer
         self.defaults = check_preset("the defaults", defaults or {})
@@ -91,6 +102,7 @@ class ThumbnailTags:
         self.densities = parse_numbers(densities, "densities", float)
         self.source_prefix = source_prefix
         self.raise_errors = raise_errors
+        self.thumbhash_image = thumbhash_image
 
     # Public helpers: each returns "" for an empty source (or, with raise_errors off, on a bad argument).
 
@@ -167,7 +179,10 @@ class ThumbnailTags:
         attrs["sizes"] = self._sizes(spec, css_size)
         attrs["width"], attrs["height"] = css_size or (None, None)
         attrs.update({"alt": "", "loading": "lazy", "decoding": "async"})
-        attrs.update(spec.attrs)
+        extra = dict(spec.attrs)
+        if spec.thumbhash is not None:
+            attrs.update(_placeholder_attrs(spec.thumbhash, spec.thumbhash_image, extra.pop("style", None)))
+        attrs.update(extra)
         return attrs
 
     def _sizes(self, spec: _Spec, css_size: tuple[int, int] | None) -> str | None:
@@ -214,8 +229,13 @@ class ThumbnailTags:
         focal = kwargs.pop("focal", None)
         source_w, source_h = kwargs.pop("source_width", None), kwargs.pop("source_height", None)
         placeholder = kwargs.pop("placeholder", self.placeholder)
+        if kind != "markup" and ("thumbhash" in kwargs or "thumbhash_image" in kwargs):
+            raise TypeError("only img and picture take thumbhash")
+        thumbhash = kwargs.pop("thumbhash", None)
+        thumbhash_image = kwargs.pop("thumbhash_image", self.thumbhash_image)
         source = resolve_source(value, prefix=self.source_prefix)
         if source is None:
+            thumbhash = None  # the hash describes the missing image, not the placeholder source
             source = resolve_source(placeholder)
             if source is None:
                 return None
@@ -249,12 +269,29 @@ class ThumbnailTags:
         if focal is not None and focal != "":
             merged["gravity"] = parse_numbers(focal, "focal", float)
         spec = _Spec(source=source, options=normalise_options(merged), attrs=attrs)
+        if thumbhash is not None and thumbhash != "":
+            spec.thumbhash = parse_thumbhash(thumbhash)
+            spec.thumbhash_image = bool(thumbhash_image)
         if merged.get("widths") is not None:
             spec.widths = parse_numbers(merged["widths"], "widths", int)
         if merged.get("densities") is not None:
             spec.densities = parse_numbers(merged["densities"], "densities", float)
         spec.sizes = merged.get("sizes")
         return spec
+
+
+def _placeholder_attrs(thumbhash: bytes, image: bool, style: Any) -> dict[str, Any]:
+    """The ``style`` and ``data-thumbhash`` that paint a ThumbHash under an ``<img>``; ``style`` is the caller's own."""
+    average = thumbhash_average(thumbhash)
+    declarations = []
+    if not image or average[3] == 1:  # a decoded image with alpha carries its own; a colour under it would tint
+        declarations.append(f"background-color:{hex_colour(average, alpha=True)}")
+    if image:
+        declarations.append(f"background-image:url({thumbhash_data_uri(thumbhash)})")
+        declarations.append("background-size:cover;background-position:center")
+    if style is not None and style is not False and str(style).strip():
+        declarations.append(str(style).strip())
+    return {"style": ";".join(declarations), "data_thumbhash": base64.b64encode(thumbhash).decode("ascii")}
 
 
 def _element(tag: str, attrs: Mapping[str, Any]) -> str:

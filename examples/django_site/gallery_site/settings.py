@@ -11,7 +11,8 @@ DEBUG = True
 SECRET_KEY = "example-gallery-not-secret"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 ROOT_URLCONF = "gallery_site.urls"
-INSTALLED_APPS = ["thumbsvc.contrib.django", "gallery"]
+INSTALLED_APPS = ["django.contrib.staticfiles", "thumbsvc.contrib.django", "gallery"]
+STATIC_URL = "static/"  # thumbsvc/thumbhash.js, the placeholder painter
 # The gallery reads no database: its photos are listed in gallery/photos.py.
 DATABASES: dict[str, dict[str, str]] = {}
 TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]

@@ -1,15 +1,16 @@
 """Settings adapter: ``settings.THUMBSVC_*`` in, one configured ``ThumbnailTags`` out.
 
-==========================  ===========================================================
-``THUMBSVC_KEY``            signing key; a comma-separated string or a list, newest first
-``THUMBSVC_BASE_URL``       where the service answers, e.g. ``https://img.example.com``
-``THUMBSVC_DEFAULTS``       options every tag starts from, e.g. ``{"format": "webp"}``
-``THUMBSVC_PRESETS``        named option sets: ``{"card": {"width": 400, "fit": "cover"}}``
-``THUMBSVC_DENSITIES``      density variants of ``thumbnail_img``'s srcset (``(1, 2)``)
-``THUMBSVC_PLACEHOLDER``    source used for an empty value (default: render nothing)
-``THUMBSVC_SOURCE_PREFIX``  put before a file field's name (e.g. the bucket's URL)
-``THUMBSVC_RAISE_ERRORS``   raise on a bad tag argument; default ``DEBUG``. Else log, render ""
-==========================  ===========================================================
+============================  ===========================================================
+``THUMBSVC_KEY``              signing key; a comma-separated string or a list, newest first
+``THUMBSVC_BASE_URL``         where the service answers, e.g. ``https://img.example.com``
+``THUMBSVC_DEFAULTS``         options every tag starts from, e.g. ``{"format": "webp"}``
+``THUMBSVC_PRESETS``          named option sets: ``{"card": {"width": 400, "fit": "cover"}}``
+``THUMBSVC_DENSITIES``        density variants of ``thumbnail_img``'s srcset (``(1, 2)``)
+``THUMBSVC_PLACEHOLDER``      source used for an empty value (default: render nothing)
+``THUMBSVC_SOURCE_PREFIX``    put before a file field's name (e.g. the bucket's URL)
+``THUMBSVC_RAISE_ERRORS``     raise on a bad tag argument; default ``DEBUG``. Else log, render ""
+``THUMBSVC_THUMBHASH_IMAGE``  ``thumbhash=`` paints the decoded image, not only its colour
+============================  ===========================================================
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def build_tags(conf: Any) -> ThumbnailTags:
             densities=getattr(conf, "THUMBSVC_DENSITIES", (1, 2)),
             source_prefix=getattr(conf, "THUMBSVC_SOURCE_PREFIX", ""),
             raise_errors=bool(conf.DEBUG) if raise_errors is None else bool(raise_errors),
+            thumbhash_image=bool(getattr(conf, "THUMBSVC_THUMBHASH_IMAGE", False)),
         )
     except (TypeError, ValueError) as exc:
         raise ImproperlyConfigured(f"thumbsvc settings: {exc}") from exc
