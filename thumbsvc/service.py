@@ -30,7 +30,7 @@ from thumbsvc.metrics import Metrics
 from thumbsvc.options import RenderOptions
 from thumbsvc.pipeline import RENDER_VERSION, render
 from thumbsvc.signing import PathSigner
-from thumbsvc.sources import SourceImage, Sources, is_remote
+from thumbsvc.sources import SourceImage, Sources, is_remote, is_s3
 from thumbsvc.sources.local import LocalSource
 from thumbsvc.urls import ThumbPath, split_path
 
@@ -123,7 +123,13 @@ class Thumbnailer:
             from thumbsvc.sources.http import HttpSource
 
             remote = HttpSource(settings)
-        self.sources = Sources(local, remote)
+        s3 = None
+        if not settings.dev_mode and any(is_s3(entry.strip()) for entry in settings.allowed_sources):
+            # Imported only when a bucket is allowed: obstore and its runtime stay out of other processes.
+            from thumbsvc.sources.s3 import S3Source
+
+            s3 = S3Source.from_settings(settings)
+        self.sources = Sources(local, remote, s3)
 
     def parse(self, raw_path: str, accept: str | None) -> ThumbRequest:
         """Given the raw request path, return the verified request.
@@ -177,9 +183,14 @@ class Thumbnailer:
             self.metrics.cache_hits.labels("result").inc()
             return cached.etag, "HIT", Timing()
         timing = Timing()
+        ref = request.path.source
         async with self.admission.admit():
-            source = await self.load(request.path.source, timing)
-        return make_etag(request, source.validator, self.render_version), "REVALIDATED", timing
+            if is_s3(ref) and self.source_cache.get(ref) is None:
+                # The object's ETag from a HEAD: its bytes are not transferred.
+                validator = await self.sources.revalidate(ref)
+            else:
+                validator = (await self.load(ref, timing)).validator
+        return make_etag(request, validator, self.render_version), "REVALIDATED", timing
 
     async def _produce(self, request: ThumbRequest, timing: Timing) -> Thumbnail:
         budget = self.admission.memory_budget > 0
@@ -247,7 +258,7 @@ class Thumbnailer:
         return source
 
     async def _fetch(self, ref: str, timing: Timing) -> SourceImage:
-        kind = "remote" if is_remote(ref) else "local"
+        kind = "remote" if is_remote(ref) or is_s3(ref) else "local"
         started = time.perf_counter()
         source = await self.sources.fetch(ref)
         timing.source = "MISS"

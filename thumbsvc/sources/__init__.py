@@ -1,8 +1,9 @@
-"""Where source bytes come from: the local media root or HTTP(S) origins.
+"""Where source bytes come from: the local media root, HTTP(S) origins or S3 buckets.
 
 ``Sources.fetch(ref)`` dispatches on the reference: an absolute ``http://`` or
-``https://`` URL goes to the HTTP loader, anything else is a path under the media
-root. Loaders return bytes and a validator; they never touch pixels.
+``https://`` URL goes to the HTTP loader, an ``s3://bucket/key`` reference to the S3
+loader, anything else is a path under the media root. Loaders return bytes and a
+validator; they never touch pixels.
 """
 
 from __future__ import annotations
@@ -35,18 +36,43 @@ class Source(Protocol):
     async def aclose(self) -> None: ...
 
 
+class RevalidatingSource(Source, Protocol):
+    async def revalidate(self, ref: str) -> str: ...
+
+
 def is_remote(ref: str) -> bool:
     return ref.lower().startswith(("http://", "https://"))
 
 
-class Sources:
-    """Dispatch a source reference to the local or the HTTP loader."""
+def is_s3(ref: str) -> bool:
+    return ref[:5].lower() == "s3://"
 
-    def __init__(self, local: Source | None, remote: Source | None) -> None:
+
+class Sources:
+    """Dispatch a source reference to the local, the HTTP or the S3 loader."""
+
+    def __init__(self, local: Source | None, remote: Source | None, s3: RevalidatingSource | None = None) -> None:
         self.local = local
         self.remote = remote
+        self.s3 = s3
+
+    async def revalidate(self, ref: str) -> str:
+        """Return the validator ``fetch`` would give: for S3 from the object's ETag alone, else by fetching."""
+        if is_s3(ref):
+            return await self._s3().revalidate(ref)
+        return (await self.fetch(ref)).validator
+
+    def _s3(self) -> RevalidatingSource:
+        if self.s3 is None:
+            raise Forbidden(
+                "no s3:// entry in the allowlist",
+                public_message="S3 sources are not enabled (add s3://bucket/ to THUMBSVC_ALLOWED_SOURCES)",
+            )
+        return self.s3
 
     async def fetch(self, ref: str) -> SourceImage:
+        if is_s3(ref):
+            return await self._s3().fetch(ref)
         if is_remote(ref):
             if self.remote is None:
                 raise Forbidden(
@@ -59,6 +85,6 @@ class Sources:
         return await self.local.fetch(ref)
 
     async def aclose(self) -> None:
-        for source in (self.local, self.remote):
+        for source in (self.local, self.remote, self.s3):
             if source is not None:
                 await source.aclose()
