@@ -21,7 +21,7 @@ from anyio import CapacityLimiter
 from thumbsvc import memory
 from thumbsvc.admission import Admission
 from thumbsvc.cache import SingleFlight, TTLCache
-from thumbsvc.config import Settings
+from thumbsvc.config import ConfigError, Settings
 from thumbsvc.decode import Limits
 from thumbsvc.decoded import ETAG_MARK, Decoded, DecodedCache
 from thumbsvc.encoding import negotiate
@@ -126,8 +126,10 @@ class Thumbnailer:
         s3 = None
         if not settings.dev_mode and any(is_s3(entry.strip()) for entry in settings.allowed_sources):
             # Imported only when a bucket is allowed: obstore and its runtime stay out of other processes.
-            from thumbsvc.sources.s3 import S3Source
-
+            try:
+                from thumbsvc.sources.s3 import S3Source
+            except ModuleNotFoundError as exc:
+                raise ConfigError("s3:// sources need the s3 extra: pip install 'thumbsvc[s3]'.") from exc
             s3 = S3Source.from_settings(settings)
         self.sources = Sources(local, remote, s3)
 
