@@ -46,22 +46,23 @@ REGION = "us-east-1"
 MOTO = """
 import json, logging, os, sys, urllib.request
 logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+config = json.loads(sys.argv[1])
 import boto3
 from moto.server import ThreadedMotoServer
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
 server.start()
 host, port = server.get_host_and_port()
 endpoint = f"http://{host}:{port}"
-boot = dict(endpoint_url=endpoint, region_name=%(region)r, aws_access_key_id="boot", aws_secret_access_key="boot")
+boot = dict(endpoint_url=endpoint, region_name=config["region"], aws_access_key_id="boot", aws_secret_access_key="boot")
 iam = boto3.client("iam", **boot)
 iam.create_user(UserName="bench")
 policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": "*"}]}
 iam.put_user_policy(UserName="bench", PolicyName="s3", PolicyDocument=json.dumps(policy))
 key = iam.create_access_key(UserName="bench")["AccessKey"]
 s3 = boto3.client("s3", **boot)
-s3.create_bucket(Bucket=%(bucket)r)
-for name, size in %(sizes)r.items():
-    s3.put_object(Bucket=%(bucket)r, Key=f"objects/{name}.bin", Body=os.urandom(size))
+s3.create_bucket(Bucket=config["bucket"])
+for name, size in config["sizes"].items():
+    s3.put_object(Bucket=config["bucket"], Key=f"objects/{name}.bin", Body=os.urandom(size))
 request = urllib.request.Request(
     endpoint + "/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
 )
@@ -69,7 +70,7 @@ urllib.request.urlopen(request).read()
 print(json.dumps({"endpoint": endpoint, "key": key["AccessKeyId"], "secret": key["SecretAccessKey"]}), flush=True)
 sys.stdin.read()
 server.stop()
-""" % {"region": REGION, "bucket": BUCKET, "sizes": SIZES}
+"""
 
 
 def rss_mib() -> float:
@@ -211,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     base_env["AWS_EC2_METADATA_DISABLED"] = "true"
     moto = subprocess.Popen(
-        [sys.executable, "-c", MOTO], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=base_env, text=True
+        [sys.executable, "-c", MOTO, json.dumps({"region": REGION, "bucket": BUCKET, "sizes": SIZES})],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=base_env,
+        text=True,
     )
     assert moto.stdout is not None and moto.stdin is not None
     try:
@@ -222,7 +227,15 @@ def main(argv: list[str] | None = None) -> int:
             row: dict[str, dict[str, float]] = {}
             for kind in kinds if number % 2 == 0 else reversed(kinds):
                 done = subprocess.run(
-                    [sys.executable, "-m", "bench.s3_clients", "--child", kind, credentials["endpoint"], str(args.fetches)],
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.s3_clients",
+                        "--child",
+                        kind,
+                        credentials["endpoint"],
+                        str(args.fetches),
+                    ],
                     env=child_env(credentials),
                     capture_output=True,
                     text=True,

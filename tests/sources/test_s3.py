@@ -35,7 +35,7 @@ from thumbsvc.client import URLSigner
 from thumbsvc.config import ConfigError, Settings
 from thumbsvc.errors import BadRequest, Forbidden, SourceNotFound, SourceTooLarge, UpstreamError, UpstreamTimeout
 from thumbsvc.sources.allowlist import Allowlist, parse_rule
-from thumbsvc.sources.s3 import S3Options, S3Source, shared_file_credentials
+from thumbsvc.sources.s3 import S3Options, S3Source, bucket_endpoint, shared_file_credentials
 
 pytestmark = pytest.mark.anyio
 
@@ -440,3 +440,7 @@ async def test_a_second_s3_implementation(s3rver: S3rver, monkeypatch: pytest.Mo
     with pytest.raises(SourceTooLarge):
         await source.fetch(f"s3://{BUCKET}/photos/big.jpg")
     await source.aclose()
+
+
+def test_virtual_hosted_addressing_puts_the_bucket_in_the_host() -> None:
+    assert bucket_endpoint("https://minio.internal:9000", "media") == "https://media.minio.internal:9000"

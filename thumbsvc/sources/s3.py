@@ -29,6 +29,7 @@ obstore has no profile support.
 from __future__ import annotations
 
 import configparser
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -51,6 +52,8 @@ from thumbsvc.urls import split_s3_source
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig, S3Config, S3Credential
+
+logger = logging.getLogger("thumbsvc")
 
 USER_AGENT = f"thumbsvc/{__version__} (image thumbnailer)"
 CHUNK_BYTES = 256 * 1024  # the body arrives in pieces of at least this size; the cap is checked on each
@@ -162,7 +165,14 @@ class S3Source:
     def __init__(self, options: S3Options, allowlist: Allowlist, *, environ: Mapping[str, str] | None = None) -> None:
         self.options = options
         self.allowlist = allowlist
-        self._credentials = shared_file_credentials(os.environ if environ is None else environ)
+        environ = os.environ if environ is None else environ
+        self._credentials = shared_file_credentials(environ)
+        if self._credentials is None and environ.get("AWS_PROFILE") and not environ.get("AWS_ACCESS_KEY_ID"):
+            logger.warning(
+                "AWS_PROFILE=%s has no static keys in the shared files; S3 credentials come from web identity, "
+                "the container or the instance instead (role, SSO and process profiles are not read)",
+                environ["AWS_PROFILE"],
+            )
         # Only allowed buckets get a client, so there are at most as many as s3:// entries.
         self._stores: dict[str, S3Store] = {}
 
