@@ -2,6 +2,11 @@
 # thumbsvc container image.
 #   docker build -t thumbsvc .
 #   docker run -e THUMBSVC_KEY=... -v /srv/media:/srv/media:ro -e THUMBSVC_MEDIA_ROOT=/srv/media -p 8080:8080 thumbsvc
+# Private buckets (docs/sources.md): no key is ever baked into the image. Credentials reach the process from
+# the AWS credential chain at run time: an env file kept out of the image (--env-file thumbsvc.env holding
+# AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), a Kubernetes Secret, or a role (web identity, ECS task role,
+# instance profile) with no key at all:
+#   docker run --env-file thumbsvc.env -e THUMBSVC_ALLOWED_SOURCES=s3://media-bucket/media/ -p 8080:8080 thumbsvc
 # tests/deploy/test_dockerfile.py runs this file's install command, start command and health check.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -13,9 +18,10 @@ RUN python -m venv "$VIRTUAL_ENV"
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY thumbsvc ./thumbsvc
-# A plain (non-editable) install: the package, its bundled samples and the `thumbsvc` script.
-# Pillow's wheels carry their own libjpeg/zlib/libwebp/libavif, so the image needs no system libraries.
-RUN "$VIRTUAL_ENV/bin/pip" install .
+# A plain (non-editable) install: the package, its bundled samples and the `thumbsvc` script, with the s3
+# extra (obstore) for s3:// sources. Pillow's and obstore's wheels carry their own native libraries, so the
+# image needs no system libraries.
+RUN "$VIRTUAL_ENV/bin/pip" install ".[s3]"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV VIRTUAL_ENV=/opt/thumbsvc \

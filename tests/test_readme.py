@@ -13,7 +13,7 @@ CI = (REPO / ".ci" / "run").read_text(encoding="utf-8")
 
 
 def test_every_setting_is_in_the_settings_table() -> None:
-    documented = set(re.findall(r"^\| `(THUMBSVC_[A-Z_]+)` \|", README, flags=re.MULTILINE))
+    documented = set(re.findall(r"^\| `(THUMBSVC_[A-Z0-9_]+)` \|", README, flags=re.MULTILINE))
     expected = {PREFIX + env_name(f.name) for f in fields(Settings) if f.name != "dev_key"}
     assert expected <= documented, sorted(expected - documented)
 

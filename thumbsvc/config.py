@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 PREFIX = "THUMBSVC_"
 # The default memory budget per render slot: a 24 MP progressive JPEG render needs about 99 MB.
@@ -74,6 +76,10 @@ class Settings:
     cache_control: str = DEFAULT_CACHE_CONTROL
     error_max_age_s: int = 60
     log_json: bool = False
+    # S3 and S3-compatible stores (docs/sources.md). Credentials come only from the AWS credential chain.
+    s3_endpoint: str | None = None  # e.g. https://<account>.r2.cloudflarestorage.com; None: AWS's own endpoints
+    s3_region: str | None = None  # None: the chain's (AWS_REGION, AWS_DEFAULT_REGION, else us-east-1); "auto" for R2
+    s3_path_style: bool | None = None  # None: path-style addressing when an endpoint is set, virtual-hosted otherwise
     dev_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
 
     def __post_init__(self) -> None:
@@ -124,6 +130,27 @@ class Settings:
                 ) from exc
         if self.media_root is not None and not Path(self.media_root).is_dir():
             raise ConfigError(f"Config '{PREFIX}MEDIA_ROOT' has value {self.media_root!r}. Not a directory.")
+        self._check_s3()
+
+    def _check_s3(self) -> None:
+        if self.s3_endpoint is not None:
+            parts = urlsplit(self.s3_endpoint)
+            if "@" in parts.netloc:
+                # The value is not repeated: it holds a secret. Credentials come from the AWS chain only.
+                raise ConfigError(f"Config '{PREFIX}S3_ENDPOINT' may not carry credentials (user@host).")
+            try:
+                valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+            except ValueError:
+                valid = False
+            if not valid or parts.path not in ("", "/") or parts.query or parts.fragment:
+                raise ConfigError(
+                    f"Config '{PREFIX}S3_ENDPOINT' has value {self.s3_endpoint!r}. "
+                    "Must be an http:// or https:// URL of a host (and port), with its scheme."
+                )
+        if self.s3_region is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,31}", self.s3_region):
+            raise ConfigError(
+                f"Config '{PREFIX}S3_REGION' has value {self.s3_region!r}. Must be a region name (or 'auto')."
+            )
 
     @property
     def dev_mode(self) -> bool:
@@ -212,6 +239,9 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "allowed_sources": _csv,
     "allow_private_networks": _csv,
     "media_root": lambda raw: raw or None,
+    "s3_endpoint": lambda raw: raw.strip() or None,
+    "s3_region": lambda raw: raw.strip() or None,
+    "s3_path_style": lambda raw: _bool(raw) if raw.strip() else None,
 }
 
 

@@ -34,7 +34,7 @@ from anyio import CapacityLimiter
 from thumbsvc import pipeline
 from thumbsvc.admission import Admission
 from thumbsvc.cache import SingleFlight, TTLCache
-from thumbsvc.config import Settings
+from thumbsvc.config import ConfigError, Settings
 from thumbsvc.decode import Limits
 from thumbsvc.encoding import negotiate
 from thumbsvc.errors import (
@@ -50,7 +50,7 @@ from thumbsvc.metrics import Metrics
 from thumbsvc.options import RenderOptions
 from thumbsvc.pipeline import RENDER_VERSION, Decoded, Job
 from thumbsvc.signing import PathSigner
-from thumbsvc.sources import FetchGate, SourceImage, Sources, is_remote
+from thumbsvc.sources import FetchGate, SourceImage, Sources, is_remote, is_s3
 from thumbsvc.sources.local import LocalSource
 from thumbsvc.urls import ThumbPath, build_payload, split_path
 
@@ -184,12 +184,20 @@ class Thumbnailer:
             from thumbsvc.sources.http import HttpSource
 
             remote = HttpSource(settings)
+        s3 = None
+        if not settings.dev_mode and any(is_s3(entry.strip()) for entry in settings.allowed_sources):
+            # Imported only when a bucket is allowed: obstore and its runtime stay out of other processes.
+            try:
+                from thumbsvc.sources.s3 import S3Source
+            except ModuleNotFoundError as exc:
+                raise ConfigError("s3:// sources need the s3 extra: pip install 'thumbsvc[s3]'.") from exc
+            s3 = S3Source.from_settings(settings)
         gate = FetchGate(
             max_fetches=settings.fetch_concurrency,
             max_per_host=settings.fetch_concurrency_per_host,
             timeout_s=settings.queue_timeout_s,
         )
-        return Sources(local, remote, gate=gate)
+        return Sources(local, remote, s3, gate=gate)
 
     # ---- parse and verify ----
 
@@ -253,9 +261,14 @@ class Thumbnailer:
             record.cache = "HIT"
             return cached.etag
         self._raise_refusal(request.cache_key, request.source)
-        source = await self.load(request.source, record)
+        ref = request.source
+        if is_s3(ref) and self.source_cache.get(ref) is None:
+            # The object's ETag from a HEAD: its bytes are not transferred.
+            validator = await self.sources.revalidate(ref)
+        else:
+            validator = (await self.load(ref, record)).validator
         record.cache = "REVALIDATED"
-        return make_etag(request, source.validator)
+        return make_etag(request, validator)
 
     async def _produce(self, request: ThumbRequest, record: Record) -> Thumbnail:
         source = await self.load(request.source, record)
@@ -382,7 +395,7 @@ class Thumbnailer:
         return source
 
     async def _fetch(self, ref: str, record: Record) -> SourceImage:
-        kind = "remote" if is_remote(ref) else "local"
+        kind = "remote" if is_remote(ref) or is_s3(ref) else "local"
         started = time.perf_counter()
         source = await self.sources.fetch(ref)
         record.source = "MISS"

@@ -18,12 +18,46 @@ from thumbsvc.options import RenderOptions, format_options, parse_options, split
 # Characters left as they are in an encoded source, besides letters and digits.
 _SAFE = "/-._~!$&'()*=@"
 _EMPTY_SEGMENT_SLASH = re.compile(r"^/|/(?=/)|(?<=/)/")
+S3_SCHEME = "s3://"
+# S3's bucket naming rules: 3-63 lower-case letters, digits, '.' and '-', a letter or digit at each end
+# ('_' too, which GCS's S3 interface and legacy buckets use).
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
+MAX_S3_KEY_BYTES = 1024
+
+
+def is_bucket_name(name: str) -> bool:
+    """Given a name, return whether it is a bucket name an ``s3://`` source may use."""
+    return bool(_BUCKET.fullmatch(name)) and ".." not in name
+
+
+def split_s3_source(source: str) -> tuple[str, str]:
+    """Given an ``s3://bucket/key`` source, return the bucket and the key, the key exactly as given.
+
+    Raise ValueError for a scheme not in lower case, a bad bucket name, an empty key, a key over 1024
+    bytes, or a key with an empty, ``.`` or ``..`` segment: S3 stores such keys as they are, but
+    other stores and tools resolve them, so a prefix rule on them proves nothing. The messages
+    never repeat the bucket or the key.
+    """
+    if not source.startswith(S3_SCHEME):
+        raise ValueError("an S3 source starts with 's3://' in lower case")
+    bucket, slash, key = source[len(S3_SCHEME) :].partition("/")
+    if not is_bucket_name(bucket):
+        raise ValueError("an S3 source needs a valid bucket name")
+    if not slash or not key:
+        raise ValueError("an S3 source needs a key after the bucket")
+    if any(segment in ("", ".", "..") for segment in key.split("/")):
+        raise ValueError("an S3 key may not have empty, '.' or '..' segments")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_S3_KEY_BYTES:
+        raise ValueError(f"an S3 key has at most {MAX_S3_KEY_BYTES} bytes")
+    return bucket, key
 
 
 def encode_source(source: str) -> str:
     """Given a source (relative path or absolute URL), return its canonical path text."""
     if not source:
         raise ValueError("source must not be empty")
+    if source[: len(S3_SCHEME)].lower() == S3_SCHEME:
+        split_s3_source(source)  # no URL is signed (or accepted) for an object the loader would refuse
     encoded = quote(source, safe=_SAFE, encoding="utf-8", errors="strict")
     return _EMPTY_SEGMENT_SLASH.sub("%2F", encoded)
 

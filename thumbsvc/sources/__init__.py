@@ -1,13 +1,14 @@
-"""Where source bytes come from: the local media root or HTTP(S) origins.
+"""Where source bytes come from: the local media root, HTTP(S) origins or S3 buckets.
 
 ``Sources.fetch(ref)`` dispatches on the reference: an absolute ``http://`` or ``https://``
-URL goes to the HTTP loader, anything else is a path under the media root. Loaders return
-bytes and a validator; they never touch pixels.
+URL goes to the HTTP loader, an ``s3://bucket/key`` reference to the S3 loader, anything else
+is a path under the media root. Loaders return bytes and a validator; they never touch pixels.
 
-Remote fetches pass a ``FetchGate`` first: a bounded number run at once per process and per
-origin host, a bounded number wait (up to a deadline) for their turn, and the rest are refused
-with 503 at once. So a slow or stalled origin ties up at most its own share of fetches, and
-never a render slot (renders are admitted once the bytes are in hand).
+Remote fetches (HTTP and S3, a bucket counting as one origin) pass a ``FetchGate`` first: a
+bounded number run at once per process and per origin, a bounded number wait (up to a deadline)
+for their turn, and the rest are refused with 503 at once. So a slow or stalled origin ties up
+at most its own share of fetches, and never a render slot (renders are admitted once the bytes
+are in hand).
 """
 
 from __future__ import annotations
@@ -49,12 +50,23 @@ class Source(Protocol):
     async def aclose(self) -> None: ...
 
 
+class RevalidatingSource(Source, Protocol):
+    async def revalidate(self, ref: str) -> str: ...
+
+
 def is_remote(ref: str) -> bool:
     return ref.lower().startswith(("http://", "https://"))
 
 
+def is_s3(ref: str) -> bool:
+    return ref[:5].lower() == "s3://"
+
+
 def origin_of(ref: str) -> str:
-    """Given a remote reference, return the key its fetches are counted under: the host, normalised."""
+    """Given a remote reference, return the key its fetches are counted under: the host, normalised,
+    or ``s3://bucket`` for an object."""
+    if is_s3(ref):
+        return "s3://" + ref[5:].partition("/")[0]
     try:
         host = urlsplit(ref).hostname or ""
     except ValueError:
@@ -130,16 +142,28 @@ class FetchGate:
 
 
 class Sources:
-    """Dispatch a source reference to the local or the HTTP loader; remote fetches pass the gate."""
+    """Dispatch a source reference to the local, the HTTP or the S3 loader; remote fetches pass the gate."""
 
-    def __init__(self, local: Source | None, remote: Source | None, *, gate: FetchGate) -> None:
+    def __init__(
+        self,
+        local: Source | None,
+        remote: Source | None,
+        s3: RevalidatingSource | None = None,
+        *,
+        gate: FetchGate,
+    ) -> None:
         self.local = local
         self.remote = remote
+        self.s3 = s3
         self.gate = gate
 
     async def fetch(self, ref: str) -> SourceImage:
         """Given a source reference, return its bytes. Raise ``Forbidden`` when its kind is not enabled,
         ``Overloaded`` when the gate is full, and the loader's errors."""
+        if is_s3(ref):
+            s3 = self._s3()
+            async with self.gate.slot(origin_of(ref)):
+                return await s3.fetch(ref)
         if is_remote(ref):
             if self.remote is None:
                 raise Forbidden(
@@ -154,7 +178,23 @@ class Sources:
             )
         return await self.local.fetch(ref)
 
+    async def revalidate(self, ref: str) -> str:
+        """Return the validator ``fetch`` would give: for S3 from the object's ETag alone, else by fetching."""
+        if is_s3(ref):
+            s3 = self._s3()
+            async with self.gate.slot(origin_of(ref)):
+                return await s3.revalidate(ref)
+        return (await self.fetch(ref)).validator
+
+    def _s3(self) -> RevalidatingSource:
+        if self.s3 is None:
+            raise Forbidden(
+                "no s3:// entry in the allowlist",
+                public_message="S3 sources are not enabled (add s3://bucket/ to THUMBSVC_ALLOWED_SOURCES)",
+            )
+        return self.s3
+
     async def aclose(self) -> None:
-        for source in (self.local, self.remote):
+        for source in (self.local, self.remote, self.s3):
             if source is not None:
                 await source.aclose()

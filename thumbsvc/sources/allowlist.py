@@ -12,7 +12,11 @@ A comma-separated list of entries, each one of:
     scheme's default), and a path below the prefix path;
 ``*``
     any host on ports 80/443. Which addresses may be reached is still decided at
-    connect time (only globally routable ones unless opted in).
+    connect time (only globally routable ones unless opted in);
+``s3://media-bucket/`` or ``s3://media-bucket/photos/``
+    objects of this bucket (under this key prefix) for ``s3://bucket/key`` sources.
+    Only these entries reach buckets: ``*`` and host entries never match one, and
+    these never match an http(s) URL.
 
 URLs are compared as parsed by httpx, the parser the loader fetches with: the
 scheme, the hostname and the port, never string prefixes of the raw text. URLs with
@@ -31,6 +35,7 @@ import httpx
 
 from thumbsvc.config import PREFIX, ConfigError
 from thumbsvc.errors import Forbidden
+from thumbsvc.urls import S3_SCHEME, is_bucket_name
 
 DEFAULT_PORTS = frozenset({80, 443})
 SCHEMES = ("http", "https")
@@ -78,7 +83,8 @@ def decode_path(raw_path: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One allowlist entry. ``kind`` is ``any``, ``host``, ``suffix`` or ``prefix``."""
+    """One allowlist entry. ``kind`` is ``any``, ``host``, ``suffix``, ``prefix`` or ``s3`` (``host`` is the bucket
+    and ``path`` the key prefix)."""
 
     kind: str
     host: str = ""
@@ -87,6 +93,8 @@ class Rule:
     path: str = ""
 
     def matches(self, scheme: str, host: str, port: int, path: str) -> bool:
+        if self.kind == "s3":
+            return False  # a bucket entry never allows an http(s) URL
         if self.kind == "prefix":
             return scheme == self.scheme and host == self.host and port == self.port and path.startswith(self.path)
         if port not in DEFAULT_PORTS:
@@ -107,6 +115,8 @@ def parse_rule(entry: str) -> Rule:
 
     if text == "*":
         return Rule("any")
+    if text[: len(S3_SCHEME)].lower() == S3_SCHEME:
+        return _parse_s3(text, bad)
     if "://" in text:
         return _parse_prefix(text, bad)
     if "/" in text or "@" in text or text.count(":") == 1:
@@ -153,6 +163,17 @@ def _parse_prefix(text: str, bad: Callable[[str], ConfigError]) -> Rule:
     return Rule("prefix", host=host, scheme=url.scheme, port=port, path=decode_path(raw_path))
 
 
+def _parse_s3(text: str, bad: Callable[[str], ConfigError]) -> Rule:
+    if not text.startswith(S3_SCHEME) or not text.endswith("/"):
+        raise bad("An S3 entry is 's3://bucket/' or 's3://bucket/prefix/': lower case, ending in '/'.")
+    bucket, _, prefix = text[len(S3_SCHEME) :].partition("/")
+    if not is_bucket_name(bucket):
+        raise bad("Not a valid bucket name.")
+    if prefix and any(segment in ("", ".", "..") for segment in prefix[:-1].split("/")):
+        raise bad("An S3 key prefix may not contain empty, '.' or '..' segments.")
+    return Rule("s3", host=bucket, path=prefix)
+
+
 class Allowlist:
     """The parsed ``THUMBSVC_ALLOWED_SOURCES``; ``check(url)`` raises ``Forbidden`` unless a rule matches."""
 
@@ -191,6 +212,16 @@ class Allowlist:
         path = decode_path(raw_path)
         if not any(rule.matches(url.scheme, host, port, path) for rule in self.rules):
             raise _refuse(f"{url.scheme}://{host}:{port} is not on the allowlist")
+
+    @property
+    def has_s3(self) -> bool:
+        """Whether some entry allows a bucket."""
+        return any(rule.kind == "s3" for rule in self.rules)
+
+    def check_s3(self, bucket: str, key: str) -> None:
+        """Raise ``Forbidden`` unless an ``s3://`` entry allows this bucket and key (compared as given)."""
+        if not any(rule.kind == "s3" and rule.host == bucket and key.startswith(rule.path) for rule in self.rules):
+            raise _refuse(f"s3://{bucket}/ (under the key's prefix) is not on the allowlist")
 
 
 def _refuse(detail: str) -> Forbidden:

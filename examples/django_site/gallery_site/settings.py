@@ -29,3 +29,26 @@ THUMBSVC_PRESETS = {
     "square": {"width": 160, "height": 160, "fit": "cover"},
 }
 THUMBSVC_PLACEHOLDER = "craft-beer.jpg"
+
+# The same gallery from a private S3 bucket (docs/django.md, "Files in S3"): GALLERY_S3_BUCKET=media-bucket
+# stores the image fields with django-storages' S3 backend under media/, and the tags make
+# s3://media-bucket/media/<name> sources from the field names alone. Neither the page nor the tags ever
+# call the storage: thumbsvc reads the bucket (THUMBSVC_ALLOWED_SOURCES=s3://media-bucket/media/).
+GALLERY_S3_BUCKET = os.environ.get("GALLERY_S3_BUCKET", "")
+if GALLERY_S3_BUCKET:
+    STORAGES = {
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": GALLERY_S3_BUCKET,
+                "location": "media",
+                "default_acl": "private",
+                "querystring_auth": True,
+                # e.g. moto or MinIO on loopback; credentials come from the AWS chain, as for thumbsvc.
+                "endpoint_url": os.environ.get("GALLERY_S3_ENDPOINT") or None,
+            },
+        },
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    THUMBSVC_SOURCE_PREFIX = f"s3://{GALLERY_S3_BUCKET}/media/"
+    THUMBSVC_PLACEHOLDER = THUMBSVC_SOURCE_PREFIX + "craft-beer.jpg"
