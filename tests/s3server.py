@@ -297,7 +297,8 @@ class S3rver:
     """npm's s3rver (a second, independent S3 implementation) on 127.0.0.1 in a child process.
 
     Found at ``$S3RVER_BIN``, in ``tests/js`` (``.ci/run`` installs it there with ``npm ci``) or on
-    ``PATH``; ``S3rver.find()`` is None without it. It does not check signatures against its key, so auth is tested on moto only.
+    ``PATH``; ``S3rver.find()`` is None without it. It does not check signatures against its key,
+    so auth is tested on moto only.
     """
 
     KEY_ID = "S3RVER"
