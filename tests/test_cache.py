@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,10 @@ from starlette.testclient import TestClient
 
 from tests.helpers import decode, make_photo
 from tests.live import sample
+from thumbsvc.app import create_app
 from thumbsvc.cache import SingleFlight, TTLCache
 from thumbsvc.client import URLSigner
+from thumbsvc.config import Settings
 from thumbsvc.errors import BadRequest, SourceNotFound
 
 LANDSCAPE = "photos/landscape.jpg"
@@ -119,14 +120,15 @@ def test_concurrent_callers_share_one_computation() -> None:
     calls = 0
     results: list[tuple[object, bool]] = []
 
-    async def compute() -> object:
-        nonlocal calls
-        calls += 1
-        await anyio.sleep(0.05)
-        return object()
-
     async def main() -> None:
         flight: SingleFlight[object] = SingleFlight()
+        release = anyio.Event()
+
+        async def compute() -> object:
+            nonlocal calls
+            calls += 1
+            await release.wait()
+            return object()
 
         async def call() -> None:
             results.append(await flight.run("key", compute))
@@ -134,6 +136,8 @@ def test_concurrent_callers_share_one_computation() -> None:
         async with anyio.create_task_group() as tg:
             for _ in range(50):
                 tg.start_soon(call)
+            await anyio.wait_all_tasks_blocked()  # every caller is in: one computing, 49 waiting
+            release.set()
         assert len(flight) == 0
 
     anyio.run(main)
@@ -146,17 +150,18 @@ def test_a_failure_is_shared_by_the_waiters_and_not_remembered() -> None:
     calls = 0
     errors: list[BaseException] = []
 
-    async def failing() -> str:
-        nonlocal calls
-        calls += 1
-        await anyio.sleep(0.05)
-        raise SourceNotFound("gone")
-
     async def succeeding() -> str:
         return "ok"
 
     async def main() -> None:
         flight: SingleFlight[str] = SingleFlight()
+        release = anyio.Event()
+
+        async def failing() -> str:
+            nonlocal calls
+            calls += 1
+            await release.wait()
+            raise SourceNotFound("gone")
 
         async def call() -> None:
             try:
@@ -167,6 +172,8 @@ def test_a_failure_is_shared_by_the_waiters_and_not_remembered() -> None:
         async with anyio.create_task_group() as tg:
             for _ in range(10):
                 tg.start_soon(call)
+            await anyio.wait_all_tasks_blocked()
+            release.set()
         # The failure is over: the next caller computes again.
         assert await flight.run("key", succeeding) == ("ok", False)
 
@@ -205,9 +212,9 @@ def test_a_cancelled_leader_hands_over_to_a_waiter() -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(leader)
-            await anyio.sleep(0.05)
+            await anyio.wait_all_tasks_blocked()  # the leader is computing
             tg.start_soon(follower)
-            await anyio.sleep(0.05)  # the follower is now waiting for the leader's call
+            await anyio.wait_all_tasks_blocked()  # the follower is waiting for the leader's call
             leader_scope.cancel()
         assert len(flight) == 0
 
@@ -221,8 +228,10 @@ def test_an_exception_of_another_kind_reaches_every_waiter() -> None:
         flight: SingleFlight[str] = SingleFlight()
         caught: list[BaseException] = []
 
+        release = anyio.Event()
+
         async def bad() -> str:
-            await anyio.sleep(0.02)
+            await release.wait()
             raise BadRequest("no", public_message="Nope")
 
         async def call() -> None:
@@ -234,6 +243,8 @@ def test_an_exception_of_another_kind_reaches_every_waiter() -> None:
         async with anyio.create_task_group() as tg:
             for _ in range(3):
                 tg.start_soon(call)
+            await anyio.wait_all_tasks_blocked()
+            release.set()
         return caught
 
     caught = anyio.run(main)
@@ -322,37 +333,39 @@ def test_the_byte_bound_holds_under_a_flood_of_unique_urls(
     assert client.get(paths[0]).headers["x-cache"] == "MISS"  # the oldest went
 
 
-def test_result_ttl_expiry(client_factory: Callable[..., TestClient], signer: URLSigner) -> None:
-    client = client_factory(cache_ttl_s=0.3)
-    path = signer.path(LANDSCAPE, width=90)
-    assert client.get(path).headers["x-cache"] == "MISS"
-    assert client.get(path).headers["x-cache"] == "HIT"
-    time.sleep(0.5)
-    assert client.get(path).headers["x-cache"] == "MISS"
-    text = metrics(client)
+def test_result_ttl_expiry(settings_factory: Callable[..., Settings], signer: URLSigner) -> None:
+    clock = Clock()
+    with TestClient(create_app(settings_factory(cache_ttl_s=0.3), clock=clock)) as client:
+        path = signer.path(LANDSCAPE, width=90)
+        assert client.get(path).headers["x-cache"] == "MISS"
+        assert client.get(path).headers["x-cache"] == "HIT"
+        clock.now += 0.5
+        assert client.get(path).headers["x-cache"] == "MISS"
+        text = metrics(client)
     assert sample(text, "thumbsvc_renders_total") == 2
     assert sample(text, "thumbsvc_cache_evictions_total", cache="result", reason="ttl") == 1
 
 
 def test_three_sizes_of_one_photo_load_it_once(
-    client_factory: Callable[..., TestClient], signer: URLSigner, media_root: Path
+    settings_factory: Callable[..., Settings], signer: URLSigner, media_root: Path
 ) -> None:
-    client = client_factory(source_cache_ttl_s=0.3)
-    for width in (100, 200, 300):
-        response = client.get(signer.path(LANDSCAPE, width=width))
-        assert response.status_code == 200
-        assert decode(response.content).width == width
-    text = metrics(client)
-    size = (media_root / LANDSCAPE).stat().st_size
-    assert sample(text, "thumbsvc_renders_total") == 3
-    assert sample(text, "thumbsvc_cache_misses_total", cache="source") == 1
-    assert sample(text, "thumbsvc_cache_hits_total", cache="source") == 2
-    assert sample(text, "thumbsvc_fetch_seconds_count", kind="local") == 1
-    assert sample(text, "thumbsvc_source_bytes_total", kind="local") == size
-    # After the source TTL the file is read again.
-    time.sleep(0.5)
-    assert client.get(signer.path(LANDSCAPE, width=400)).status_code == 200
-    assert sample(metrics(client), "thumbsvc_fetch_seconds_count", kind="local") == 2
+    clock = Clock()
+    with TestClient(create_app(settings_factory(source_cache_ttl_s=0.3), clock=clock)) as client:
+        for width in (100, 200, 300):
+            response = client.get(signer.path(LANDSCAPE, width=width))
+            assert response.status_code == 200
+            assert decode(response.content).width == width
+        text = metrics(client)
+        size = (media_root / LANDSCAPE).stat().st_size
+        assert sample(text, "thumbsvc_renders_total") == 3
+        assert sample(text, "thumbsvc_cache_misses_total", cache="source") == 1
+        assert sample(text, "thumbsvc_cache_hits_total", cache="source") == 2
+        assert sample(text, "thumbsvc_fetch_seconds_count", kind="local") == 1
+        assert sample(text, "thumbsvc_source_bytes_total", kind="local") == size
+        # After the source TTL the file is read again.
+        clock.now += 0.5
+        assert client.get(signer.path(LANDSCAPE, width=400)).status_code == 200
+        assert sample(metrics(client), "thumbsvc_fetch_seconds_count", kind="local") == 2
 
 
 def test_caches_can_be_turned_off(client_factory: Callable[..., TestClient], signer: URLSigner) -> None:
