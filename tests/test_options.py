@@ -22,6 +22,11 @@ from thumbsvc.options import RenderOptions, format_options, make_options, parse_
         ({"width": 10, "background": "#FFAA00"}, "10x/bg:ffaa00"),
         ({"width": 10, "background": "#ffaa0080"}, "10x/bg:ffaa0080"),
         ({"width": 10, "upscale": True}, "10x/up:1"),
+        ({"width": 10, "trim": 0}, "10x/trim:0"),
+        ({"width": 10, "trim": (255, "#ABCDEF")}, "10x/trim:255:abcdef"),
+        ({"width": 10, "rotate": 180, "flip": "hv"}, "10x/rot:180/flip:hv"),
+        ({"width": 10, "grayscale": True, "blur": 50, "sharpen": 0.3}, "10x/gray:1/blur:50/sharp:0.3"),
+        ({"width": 10, "blur": 2.5, "watermark": "logo_2-b"}, "10x/blur:2.5/wm:logo_2-b"),
         (
             {
                 "width": 1,

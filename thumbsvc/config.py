@@ -9,7 +9,10 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from thumbsvc.filters import WatermarkSpec
 from urllib.parse import urlsplit
 
 PREFIX = "THUMBSVC_"
@@ -76,6 +79,8 @@ class Settings:
     cache_control: str = DEFAULT_CACHE_CONTROL
     error_max_age_s: int = 60
     log_json: bool = False
+    # Named watermarks a URL may ask for (wm:NAME); images under the media root, loaded at start-up.
+    watermarks: tuple[WatermarkSpec, ...] = ()
     # S3 and S3-compatible stores (docs/sources.md). Credentials come only from the AWS credential chain.
     s3_endpoint: str | None = None  # e.g. https://<account>.r2.cloudflarestorage.com; None: AWS's own endpoints
     s3_region: str | None = None  # None: the chain's (AWS_REGION, AWS_DEFAULT_REGION, else us-east-1); "auto" for R2
@@ -234,7 +239,14 @@ def _str(raw: str) -> str:
     return raw
 
 
+def _watermarks(raw: str) -> tuple[WatermarkSpec, ...]:
+    from thumbsvc.filters import parse_watermarks  # Pillow only when watermarks are configured
+
+    return tuple(parse_watermarks(raw).values())
+
+
 _CASTS: dict[str, Callable[[str], Any]] = {
+    "watermarks": _watermarks,
     "keys": _csv,
     "allowed_sources": _csv,
     "allow_private_networks": _csv,

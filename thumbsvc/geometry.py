@@ -54,14 +54,18 @@ def plan(
     *,
     max_output_px: int,
     focus: tuple[float, float] | None = None,
+    base: tuple[int, int, int, int] | None = None,
 ) -> Plan:
     """Given the upright source size and options, return the plan for the output.
 
-    ``focus`` overrides the gravity with a focal point (used for ``smart``).
-    Raise ``GeometryError`` if the crop box leaves the image or the output would
-    exceed ``max_output_px`` on a side.
+    ``focus`` overrides the gravity with a focal point (used for ``smart``). ``base`` is the part
+    of the source (left, top, width, height) that stands for the whole image (what ``trim`` keeps):
+    the crop box is relative to it. Raise ``GeometryError`` if the crop box leaves the image or the
+    output would exceed ``max_output_px`` on a side.
     """
-    left, top, reg_w, reg_h = _crop_region(source_size, options)
+    base_left, base_top, base_w, base_h = base or (0, 0, *source_size)
+    left, top, reg_w, reg_h = _crop_region((base_w, base_h), options)
+    left, top = left + base_left, top + base_top
     box_w, box_h = options.box
     fit = options.fit
     size: tuple[int, int] | None = None
@@ -96,6 +100,59 @@ def plan(
     if max(result.canvas) > max_output_px:
         raise GeometryError(f"output {result.canvas} exceeds {max_output_px} px on a side")
     return result
+
+
+Matrix = tuple[int, int, int, int]  # (a, b, c, d): x' = a x + b y, y' = c x + d y (y down, about the centre)
+
+IDENTITY: Matrix = (1, 0, 0, 1)
+# Each EXIF orientation as the transform that turns the stored image upright.
+ORIENTATIONS: dict[int, Matrix] = {
+    1: IDENTITY,
+    2: (-1, 0, 0, 1),  # mirror left-right
+    3: (-1, 0, 0, -1),  # rotate 180
+    4: (1, 0, 0, -1),  # mirror top-bottom
+    5: (0, 1, 1, 0),  # transpose
+    6: (0, -1, 1, 0),  # rotate 90 clockwise
+    7: (0, -1, -1, 0),  # transverse
+    8: (0, 1, -1, 0),  # rotate 90 counter-clockwise
+}
+ROTATIONS: dict[int, Matrix] = {0: IDENTITY, 90: ORIENTATIONS[6], 180: ORIENTATIONS[3], 270: ORIENTATIONS[8]}
+FLIPS: dict[str | None, Matrix] = {None: IDENTITY, "h": ORIENTATIONS[2], "v": ORIENTATIONS[4], "hv": ORIENTATIONS[3]}
+
+
+def compose(first: Matrix, then: Matrix) -> Matrix:
+    """The transform that applies ``first``, then ``then``."""
+    a, b, c, d = then
+    e, f, g, h = first
+    return (a * e + b * g, a * f + b * h, c * e + d * g, c * f + d * h)
+
+
+def orientation_of(matrix: Matrix) -> int:
+    """The EXIF orientation (1-8) whose transform is ``matrix``."""
+    return next(number for number, known in ORIENTATIONS.items() if known == matrix)
+
+
+def with_rotation(orientation: int, rotate: int, flip: str | None) -> int:
+    """Given an EXIF orientation, a clockwise rotation and a flip applied after it, return the one
+    orientation that does all three (so the render still turns only its small result)."""
+    return orientation_of(compose(compose(ORIENTATIONS[orientation], ROTATIONS[rotate]), FLIPS[flip]))
+
+
+def transform_box(
+    box: tuple[float, float, float, float], size: tuple[float, float], matrix: Matrix
+) -> tuple[float, float, float, float]:
+    """Given a box (left, top, right, bottom) in an image of ``size`` and a transform of that image,
+    return the box in the transformed image."""
+    width, height = size
+    a, b, c, d = matrix
+    out_w, out_h = (height, width) if a == 0 else (width, height)
+    left, top, right, bottom = box
+    xs, ys = [], []
+    for x, y in ((left, top), (right, bottom)):
+        cx, cy = x - width / 2, y - height / 2
+        xs.append(a * cx + b * cy + out_w / 2)
+        ys.append(c * cx + d * cy + out_h / 2)
+    return (min(xs), min(ys), max(xs), max(ys))
 
 
 def stored_box(

@@ -140,6 +140,8 @@ def render_bytes(
     planar: bool = False,
     frames: int = 1,
     decodes: bool = True,
+    trim: bool = False,
+    copies: int = 0,
 ) -> int:
     """Return the estimated peak bytes of one render.
 
@@ -149,6 +151,8 @@ def render_bytes(
     JPEG decoded as YCbCr planes. ``frames``: output frames kept at once (an animation's count).
     ``decodes``: False for a render from a frame decoded at ``denominator`` and held elsewhere (the
     decoded-source cache, which counts it in its own byte bound): no decoder state is charged.
+    ``trim``: the render looks for borders (a preview and, for modes it cannot compare, a converted
+    copy). ``copies``: output-sized copies made by the filters (blur, sharpen, gray, watermark).
     """
     width, height = header.size
     scale = denominator if header.format in JPEG_FORMATS else 1
@@ -185,7 +189,10 @@ def render_bytes(
         if factor_x * factor_y > 1:
             working += _ceil(decoded_w, factor_x) * _ceil(decoded_h, factor_y) * plane
         working += size[0] * _ceil(decoded_h, factor_y) * plane
+    if trim:
+        working += decoded_px * (4 if mode not in ("L", "LA", "RGB", "RGBA") else 0) + decoded_px // 4
     canvas = canvas or size
+    working += canvas[0] * canvas[1] * 4 * copies
     alpha = header.alpha and kind in ("png", "webp", "avif", "gif")
     per_pixel = (OUTPUT_ALPHA_BYTES if alpha else OUTPUT_BYTES).get(kind, DEFAULT_OUTPUT_BYTES)
     output = canvas[0] * canvas[1] * per_pixel

@@ -3,6 +3,7 @@
 The options part of a URL is a run of ``/``-separated segments in a fixed order::
 
     300x200 / fit:cover / g:smart / crop:0:0:800:600 / f:webp / q:80 / dpr:2 / bg:ffffff / up:1
+            / trim:10:ffffff / rot:90 / flip:h / gray:1 / blur:2.5 / sharp:1 / wm:logo
 
 The size comes first and is always present (``300x200``, ``300x``, ``x200``, or ``x``
 for the source's own size); every other option is ``key:value``, omitted when it has
@@ -17,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 FITS = ("contain", "cover", "fill", "pad")
 GRAVITIES = (
@@ -34,11 +36,18 @@ GRAVITIES = (
 FORMATS = ("jpeg", "png", "webp", "avif", "gif", "auto")
 MAX_DIMENSION = 16384  # hard ceiling; the server applies its own, smaller limit
 MIN_DPR, MAX_DPR = 1.0, 4.0
+ROTATIONS = (0, 90, 180, 270)
+FLIPS = ("h", "v", "hv")
+MIN_BLUR, MAX_BLUR = 0.3, 50.0
+MIN_SHARPEN, MAX_SHARPEN = 0.3, 10.0
+MAX_TRIM_THRESHOLD = 255
 
 _HEX_RE = re.compile(r"[0-9a-f]{6}(?:[0-9a-f]{2})?")
 _INT_RE = re.compile(r"0|[1-9][0-9]{0,8}")
 _SIZE_RE = re.compile(r"(0|[1-9][0-9]{0,8})?x(0|[1-9][0-9]{0,8})?")
-_OPTION_ORDER = ("fit", "g", "crop", "f", "q", "dpr", "bg", "up")
+_OPTION_ORDER = ("fit", "g", "crop", "f", "q", "dpr", "bg", "up", "trim", "rot", "flip", "gray", "blur", "sharp", "wm")
+_WATERMARK_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_SIGMA_RE = re.compile(r"(0|[1-9][0-9]?)(\.[1-9])?")
 
 Gravity = str | tuple[float, float]
 
@@ -57,6 +66,13 @@ class RenderOptions:
     dpr: float = 1.0
     background: str | None = None
     upscale: bool = False
+    trim: tuple[int, str | None] | None = None  # (threshold 0-255, border colour rrggbb or None: the top-left pixel)
+    rotate: int = 0  # clockwise, after EXIF orientation, before fitting
+    flip: str | None = None  # "h", "v" or "hv", after the rotation
+    grayscale: bool = False
+    blur: float | None = None  # Gaussian sigma on the output-sized image
+    sharpen: float | None = None  # unsharp-mask sigma on the output-sized image
+    watermark: str | None = None  # a name the operator defined (THUMBSVC_WATERMARKS)
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):
@@ -86,6 +102,32 @@ class RenderOptions:
             raise ValueError(f"background must be '#rrggbb' or '#rrggbbaa' in lower-case hex, not {self.background!r}")
         if not isinstance(self.upscale, bool):
             raise ValueError(f"upscale must be True or False, not {self.upscale!r}")
+        self._check_filters()
+
+    def _check_filters(self) -> None:
+        if self.trim is not None:
+            if not isinstance(self.trim, tuple) or len(self.trim) != 2:
+                raise ValueError(f"trim must be (threshold, colour or None), not {self.trim!r}")
+            threshold, colour = self.trim
+            if not _is_int(threshold) or not 0 <= threshold <= MAX_TRIM_THRESHOLD:
+                raise ValueError(f"trim's threshold must be an integer from 0 to 255, not {threshold!r}")
+            if colour is not None and not (isinstance(colour, str) and _HEX_RE.fullmatch(colour) and len(colour) == 6):
+                raise ValueError(f"trim's colour must be '#rrggbb' in lower-case hex, not {colour!r}")
+        if not _is_int(self.rotate) or self.rotate not in ROTATIONS:
+            raise ValueError(f"rotate must be one of 90, 180, 270 (clockwise), not {self.rotate!r}")
+        if self.flip is not None and self.flip not in FLIPS:
+            raise ValueError(f"flip must be one of {', '.join(FLIPS)}, not {self.flip!r}")
+        if not isinstance(self.grayscale, bool):
+            raise ValueError(f"grayscale must be True or False, not {self.grayscale!r}")
+        _check_sigma("blur", self.blur, MIN_BLUR, MAX_BLUR)
+        _check_sigma("sharpen", self.sharpen, MIN_SHARPEN, MAX_SHARPEN)
+        if self.watermark is not None and not (
+            isinstance(self.watermark, str) and _WATERMARK_RE.fullmatch(self.watermark)
+        ):
+            raise ValueError(
+                "watermark must be a name of lower-case letters, digits, '-' and '_' (up to 32 characters), "
+                f"not {self.watermark!r}"
+            )
 
     @property
     def box(self) -> tuple[int | None, int | None]:
@@ -107,6 +149,13 @@ def make_options(
     dpr: float = 1,
     background: str | None = None,
     upscale: bool = False,
+    trim: int | tuple[int, str] | list[Any] | None = None,
+    rotate: int = 0,
+    flip: str | None = None,
+    grayscale: bool = False,
+    blur: float | None = None,
+    sharpen: float | None = None,
+    watermark: str | None = None,
 ) -> RenderOptions:
     """Given the client's keyword arguments, return normalised ``RenderOptions``.
 
@@ -137,7 +186,40 @@ def make_options(
         dpr=dpr,
         background=background,
         upscale=upscale,
+        trim=_make_trim(trim),
+        rotate=rotate,
+        flip=flip,
+        grayscale=grayscale,
+        blur=_make_sigma("blur", blur),
+        sharpen=_make_sigma("sharpen", sharpen),
+        watermark=watermark,
     )
+
+
+def _make_trim(value: object) -> tuple[int, str | None] | None:
+    """``trim=10`` or ``trim=(10, "#ffffff")``; ``None`` (or ``False``) is no trim."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, list | tuple):
+        if len(value) != 2:
+            raise ValueError(f"trim is a threshold or (threshold, '#rrggbb'), not {value!r}")
+        threshold, colour = value
+        if not isinstance(colour, str) or not colour.startswith("#"):
+            raise ValueError(f"trim's colour must be '#rrggbb', not {colour!r}")
+        return (threshold, colour[1:].lower())
+    return (value, None)  # type: ignore[return-value]
+
+
+def _make_sigma(name: str, value: object) -> float | None:
+    """A sigma as the client passes it (``2.5``, ``1``), rounded to its canonical one decimal place."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a number, not {value!r}")
+    rounded = round(float(value), 1)
+    if rounded != value:
+        raise ValueError(f"{name} has at most one decimal place, not {value!r}")
+    return rounded
 
 
 def format_options(options: RenderOptions) -> str:
@@ -162,6 +244,21 @@ def format_options(options: RenderOptions) -> str:
         parts.append(f"bg:{options.background}")
     if options.upscale:
         parts.append("up:1")
+    if options.trim is not None:
+        threshold, colour = options.trim
+        parts.append(f"trim:{threshold}" + (f":{colour}" if colour else ""))
+    if options.rotate:
+        parts.append(f"rot:{options.rotate}")
+    if options.flip:
+        parts.append(f"flip:{options.flip}")
+    if options.grayscale:
+        parts.append("gray:1")
+    if options.blur is not None:
+        parts.append(f"blur:{_fmt_number(options.blur)}")
+    if options.sharpen is not None:
+        parts.append(f"sharp:{_fmt_number(options.sharpen)}")
+    if options.watermark:
+        parts.append(f"wm:{options.watermark}")
     return "/".join(parts)
 
 
@@ -221,10 +318,43 @@ def parse_options(segments: list[str]) -> RenderOptions:
         if values["up"] != "1":
             raise ValueError("up takes only the value 1")
         kwargs["upscale"] = True
+    _parse_filters(values, kwargs)
     options = RenderOptions(**kwargs)  # type: ignore[arg-type]
     if format_options(options) != "/".join(segments):
         raise ValueError("options are not in their canonical form")
     return options
+
+
+def _parse_filters(values: dict[str, str], kwargs: dict[str, object]) -> None:
+    if "trim" in values:
+        parts = values["trim"].split(":")
+        if len(parts) > 2:
+            raise ValueError(f"trim takes a threshold and an optional colour, not {values['trim']!r}")
+        kwargs["trim"] = (_parse_int(parts[0]), parts[1] if len(parts) == 2 else None)
+    if "rot" in values:
+        kwargs["rotate"] = _parse_int(values["rot"])
+    if "flip" in values:
+        kwargs["flip"] = values["flip"]
+    if "gray" in values:
+        if values["gray"] != "1":
+            raise ValueError("gray takes only the value 1")
+        kwargs["grayscale"] = True
+    for key, name in (("blur", "blur"), ("sharp", "sharpen")):
+        if key in values:
+            if not _SIGMA_RE.fullmatch(values[key]):
+                raise ValueError(f"{values[key]!r} is not a canonical sigma (one decimal place at most)")
+            kwargs[name] = float(values[key])
+    if "wm" in values:
+        kwargs["watermark"] = values["wm"]
+
+
+def _check_sigma(name: str, value: object, low: float, high: float) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a number from {low:g} to {high:g}, not {value!r}")
+    if not low <= value <= high or round(value, 1) != value:
+        raise ValueError(f"{name} must be from {low:g} to {high:g} with one decimal place at most, not {value!r}")
 
 
 def _is_int(value: object) -> bool:

@@ -8,12 +8,16 @@ between them (a render past its deadline is abandoned at the next step: ``Render
     plan     the geometry (geometry.plan) and the decode rule (decode_scale); the memory estimate
     ---- nothing above decodes a pixel: every 4xx of the options and the header is raised here ----
     decode   decode at the planned JPEG DCT scale, into a working mode (or take a decoded frame given)
+    trim     trim:  find the box without uniform borders and plan again inside it
     reduce   box-reduce the decoded frame to this request's own scale (decode_scale's second half)
     focus    gravity=smart: re-plan a cover crop around the subject of the decoded pixels
     resize   resample the plan's region to the output size, still in stored orientation
-    orient   apply the EXIF orientation to the small result
+    orient   apply the EXIF orientation, rot and flip (one transform) to the small result
     colour   convert to sRGB through the embedded ICC profile (CMYK through a fallback profile)
+    adjust   blur:, sharp: on the output-sized image
     compose  pad onto the canvas, flatten alpha for formats without it
+    gray     gray: luminance, alpha kept
+    mark     wm: the operator's named watermark
     encode   write the output format, no metadata
 
 An animation runs ``decode`` and the per-frame steps on every frame (``animate``) and is encoded
@@ -39,16 +43,29 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from PIL import ExifTags, Image
 
-from thumbsvc import animation, color, memory, smartcrop
+from thumbsvc import animation, color, filters, memory, smartcrop
 from thumbsvc.decode import Limits, open_image, pillow_errors
 from thumbsvc.encoding import ALPHA_FORMATS, encode, encode_animation, output_kind
 from thumbsvc.errors import BadRequest, RenderTimeout, SourceTooLarge
-from thumbsvc.geometry import REDUCING_GAP, GeometryError, Plan, stored_box
+from thumbsvc.geometry import (
+    FLIPS,
+    ORIENTATIONS,
+    REDUCING_GAP,
+    ROTATIONS,
+    GeometryError,
+    Plan,
+    stored_box,
+    transform_box,
+    with_rotation,
+)
+from thumbsvc.geometry import (
+    compose as compose_transforms,
+)
 from thumbsvc.geometry import plan as plan_geometry
 from thumbsvc.options import RenderOptions
 
@@ -130,16 +147,19 @@ class Job:
     auto_format: str = ""  # what ``f:auto`` negotiated ("avif", "webp"), or "": the source's kind
     deadline: float = math.inf  # a ``time.monotonic()`` value; past it the render is abandoned
     decoded: Decoded | None = None  # a decoded frame handed in (the service's decoded cache), or decode's own
+    watermarks: Mapping[str, filters.Watermark] = field(default_factory=dict, repr=False)  # the operator's
 
     # probe
     image: Image.Image | None = field(default=None, repr=False)
     header: memory.Header | None = None
-    orientation: int = 1
+    exif_orientation: int = 1  # the source's own
+    orientation: int = 1  # EXIF orientation, then rot and flip: the one transform the result is turned by
     icc_profile: bytes | None = field(default=None, repr=False)
     kind: str = ""  # output format
     animated: bool = False
     # plan
     layout: Plan | None = None
+    base: tuple[int, int, int, int] | None = None  # what trim kept, in upright pixels (left, top, width, height)
     denominator: int = 1  # JPEG DCT scale of the decode: 1, 2, 4 or 8
     factor: int = 1  # then box-reduced by this factor, to the request's own scale
     planar: bool = False  # decoded as YCbCr planes (see the module docstring)
@@ -222,7 +242,8 @@ def probe(job: Job) -> None:
     """Open the header under the limits and read what the render needs from it."""
     image = job.image = open_image(job.data, job.limits)
     with pillow_errors():
-        job.orientation = read_orientation(image)
+        job.exif_orientation = read_orientation(image)
+        job.orientation = with_rotation(job.exif_orientation, job.options.rotate, job.options.flip)
         job.header = memory.read_header(image)
         job.kind = output_kind(job.options.format, image.format, job.auto_format, color.has_alpha(image))
         icc = image.info.get("icc_profile")
@@ -232,7 +253,10 @@ def probe(job: Job) -> None:
 
 def plan(job: Job) -> None:
     """Plan the geometry and the decode scale; estimate the render's memory from them."""
-    job.layout = make_plan(job.upright, job.options, job.limits)
+    options = job.options
+    if options.watermark is not None and options.watermark not in job.watermarks:
+        raise BadRequest(f"no watermark {options.watermark!r}", public_message="Unknown watermark")
+    job.layout = make_plan(job.upright, geometry_options(job), job.limits)
     header = job.header
     assert header is not None
     if job.animated:
@@ -243,11 +267,16 @@ def plan(job: Job) -> None:
                 f"{frames} frames of {canvas_w}x{canvas_h} is over the animation budget",
                 public_message="Animation too large for this output size",
             )
+    elif options.trim is not None:
+        frames = 1  # trim reads the source at full resolution: the box is then exact
     else:
         frames = 1
         job.planar = job.kind in SUBSAMPLED_KINDS and codes_ycbcr(job.opened)
         job.denominator, job.factor = decode_scale(header, job.plan)
     size = upright_size(job.plan.size, job.orientation)
+    copies = sum(
+        1 for wanted in (options.blur, options.sharpen, options.watermark, options.grayscale or None) if wanted
+    )
 
     def estimate(denominator: int, *, decodes: bool) -> int:
         return memory.render_bytes(
@@ -259,10 +288,31 @@ def plan(job: Job) -> None:
             planar=job.planar,
             frames=frames,
             decodes=decodes,
+            trim=options.trim is not None,
+            copies=copies,
         )
 
     job.decode_bytes = estimate(job.denominator, decodes=True)
     job.finish_bytes = estimate(job.denominator * job.factor, decodes=False)
+
+
+def geometry_options(job: Job) -> RenderOptions:
+    """The options with the crop box turned by rot and flip: the plan is in the pixels of the result's
+    orientation, while a URL's crop box is in the pixels of the image after its EXIF orientation
+    (and inside what trim kept)."""
+    options = job.options
+    if options.crop is None or (not options.rotate and options.flip is None):
+        return options
+    turn = compose_transforms(ROTATIONS[options.rotate], FLIPS[options.flip])
+    left, top, width, height = options.crop
+    if job.base is not None:
+        width_kept, height_kept = job.base[2:]
+        frame = (height_kept, width_kept) if turn[0] == 0 else (width_kept, height_kept)  # before the turn
+    else:
+        frame = upright_size(job.opened.size, job.exif_orientation)
+    box = transform_box((left, top, left + width, top + height), frame, turn)
+    crop = (round(box[0]), round(box[1]), round(box[2] - box[0]), round(box[3] - box[1]))
+    return replace(options, crop=crop)
 
 
 HEADER_STEPS: tuple[Step, ...] = (probe, plan)
@@ -302,6 +352,29 @@ def decode(job: Job) -> None:
     job.scale = job.decoded.scale
 
 
+def trim(job: Job) -> None:
+    """``trim``: find the box of what differs from the border colour and plan again inside it.
+
+    The border colour is the given one, or the top-left pixel of the image after its EXIF
+    orientation. A uniform image is kept whole.
+    """
+    if job.options.trim is None or job.base is not None:
+        return
+    threshold, hex_ = job.options.trim
+    with pillow_errors():
+        image = filters.analysis_mode(job.picture)
+        exif_upright = upright_size(image.size, job.exif_orientation)
+        corner = stored_box((0, 0, 1, 1), exif_upright, job.exif_orientation)
+        colour = filters.colour_of(image, hex_, (int(corner[0]), int(corner[1])))
+        box = filters.trim_box(image, threshold, colour)
+    if box is None:
+        return
+    left, top, right, bottom = transform_box(box, image.size, ORIENTATIONS[job.orientation])
+    scale = job.scale
+    job.base = (round(left / scale), round(top / scale), round((right - left) / scale), round((bottom - top) / scale))
+    job.layout = make_plan(job.upright, geometry_options(job), job.limits, base=job.base)
+
+
 def reduce(job: Job) -> None:
     """Box-reduce the decoded frame to the request's own DCT scale (a no-op for most requests)."""
     if job.factor > 1:
@@ -317,7 +390,13 @@ def focus(job: Job) -> None:
     if options.gravity != "smart" or options.fit != "cover":
         return
     region = layout.region
-    whole = options.crop or (0, 0, *job.upright)
+    geometry = geometry_options(job)
+    base_left, base_top, *_ = job.base or (0, 0)
+    if geometry.crop is not None:
+        left, top, width, height = geometry.crop
+        whole = (left + base_left, top + base_top, width, height)
+    else:
+        whole = job.base or (0, 0, *job.upright)
     if math.isclose(region[2] - region[0], whole[2]) and math.isclose(region[3] - region[1], whole[3]):
         return  # the crop takes the whole region: nothing to choose
     left, top, width, height = whole
@@ -325,7 +404,7 @@ def focus(job: Job) -> None:
         box = decoded_box((left, top, left + width, top + height), job)
         aspect = layout.size[0] / layout.size[1]
         point = smartcrop.focus_point(job.picture, box, aspect, _TRANSPOSE.get(job.orientation))
-    job.layout = make_plan(job.upright, options, job.limits, focus=point)
+    job.layout = make_plan(job.upright, geometry, job.limits, focus=point, base=job.base)
 
 
 def resize(job: Job) -> None:
@@ -370,7 +449,33 @@ def compose(job: Job) -> None:
     job.pixels = image.convert("RGB") if image.mode == "YCbCr" and job.kind != "jpeg" else image
 
 
-FRAME_STEPS: tuple[Step, ...] = (focus, resize, orient, colour, compose)
+def adjust(job: Job) -> None:
+    """``blur``, ``sharp``: on the output-sized image, before padding (the padding stays crisp)."""
+    options = job.options
+    with pillow_errors():
+        if options.blur is not None:
+            job.pixels = filters.blur(job.picture, options.blur)
+        if options.sharpen is not None:
+            job.pixels = filters.sharpen(job.picture, options.sharpen)
+
+
+def gray(job: Job) -> None:
+    """``gray``: the whole output (padding too) in luminance, alpha kept."""
+    if job.options.grayscale:
+        with pillow_errors():
+            job.pixels = filters.grayscale(job.picture)
+
+
+def mark(job: Job) -> None:
+    """``wm``: the operator's named watermark, over everything else."""
+    if job.options.watermark is not None:
+        with pillow_errors():
+            job.pixels = filters.apply_watermark(job.picture, job.watermarks[job.options.watermark])
+
+
+FRAME_STEPS: tuple[Step, ...] = (trim, focus, resize, orient, colour, adjust, compose, gray, mark)
+# Steps that run once per animation, on its first frame: the others follow that frame's plan.
+FIRST_FRAME_ONLY: tuple[Step, ...] = (trim, focus)
 
 
 def encode_still(job: Job) -> None:
@@ -384,7 +489,7 @@ def encode_still(job: Job) -> None:
     job.rendered = Rendered(body, media_type, image.width, image.height)
 
 
-STILL_STEPS: tuple[Step, ...] = (decode, reduce, *FRAME_STEPS, encode_still)
+STILL_STEPS: tuple[Step, ...] = (decode, trim, reduce, *FRAME_STEPS[1:], encode_still)
 
 
 def animate(job: Job) -> None:
@@ -395,8 +500,9 @@ def animate(job: Job) -> None:
             job.check_deadline()
             job.pixels = color.normalise_mode(source.image)
             job.scale = 1.0
-            for step in FRAME_STEPS if index == 0 else FRAME_STEPS[1:]:
-                step(job)
+            for step in FRAME_STEPS:
+                if index == 0 or step not in FIRST_FRAME_ONLY:
+                    step(job)
             frame = job.picture
             # Steps that change nothing hand back the opened image itself, which the next seek overwrites.
             job.frames.append(frame.copy() if frame is source.image else frame)
@@ -424,10 +530,14 @@ def pixel_steps(job: Job) -> tuple[Step, ...]:
 
 
 def make_plan(
-    upright: tuple[int, int], options: RenderOptions, limits: Limits, focus: tuple[float, float] | None = None
+    upright: tuple[int, int],
+    options: RenderOptions,
+    limits: Limits,
+    focus: tuple[float, float] | None = None,
+    base: tuple[int, int, int, int] | None = None,
 ) -> Plan:
     try:
-        return plan_geometry(upright, options, max_output_px=limits.max_output_px, focus=focus)
+        return plan_geometry(upright, options, max_output_px=limits.max_output_px, focus=focus, base=base)
     except GeometryError as exc:
         raise BadRequest(str(exc), public_message=f"Options do not fit the image: {exc}") from exc
 

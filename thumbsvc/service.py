@@ -45,13 +45,14 @@ from thumbsvc.errors import (
     UnprocessableSource,
     UnsupportedFormat,
 )
+from thumbsvc.filters import MAX_WATERMARK_BYTES, Watermark
 from thumbsvc.memory import MemoryBudget
 from thumbsvc.metrics import Metrics
 from thumbsvc.options import RenderOptions
 from thumbsvc.pipeline import RENDER_VERSION, Decoded, Job
 from thumbsvc.signing import PathSigner
 from thumbsvc.sources import FetchGate, SourceImage, Sources, is_remote, is_s3
-from thumbsvc.sources.local import LocalSource
+from thumbsvc.sources.local import LocalSource, lookup_path
 from thumbsvc.urls import ThumbPath, build_payload, split_path
 
 logger = logging.getLogger("thumbsvc")
@@ -173,6 +174,7 @@ class Thumbnailer:
         )
         self.decode_flight: SingleFlight[Decoded] = SingleFlight()
         self.sources = self._make_sources(settings)
+        self.watermarks = load_watermarks(settings)
 
     @staticmethod
     def _make_sources(settings: Settings) -> Sources:
@@ -304,6 +306,7 @@ class Thumbnailer:
             self.limits,
             auto_format=request.auto_format,
             deadline=time.monotonic() + self.render_timeout_s,
+            watermarks=self.watermarks,
         )
         await anyio.to_thread.run_sync(self._header, job, request.source, limiter=self.header_limiter)
         if job.decode_bytes > self.max_render_memory:
@@ -436,6 +439,31 @@ class Thumbnailer:
             self._sizes(name)
         self.refusals.clear()
         await self.sources.aclose()
+
+
+def load_watermarks(settings: Settings) -> dict[str, Watermark]:
+    """Given settings, return the operator's watermarks loaded from the media root.
+
+    Raise ``ConfigError`` naming ``THUMBSVC_WATERMARKS`` when one cannot be read or used: a bad
+    definition stops start-up instead of answering every request that names it with an error.
+    """
+    if not settings.watermarks:
+        return {}
+    root = settings.effective_media_root
+    if root is None:
+        raise ConfigError("Config 'THUMBSVC_WATERMARKS' needs THUMBSVC_MEDIA_ROOT: watermarks are files under it.")
+    from thumbsvc.filters import Watermark
+
+    loaded = {}
+    for spec in settings.watermarks:
+        try:
+            with open(lookup_path(root, spec.path), "rb") as handle:
+                data = handle.read(MAX_WATERMARK_BYTES + 1)
+            loaded[spec.name] = Watermark.load(spec, data)
+        except (OSError, ThumbError, ValueError) as exc:
+            reason = exc.public_message if isinstance(exc, ThumbError) else str(exc)
+            raise ConfigError(f"Config 'THUMBSVC_WATERMARKS': watermark {spec.name!r} ({spec.path}): {reason}") from exc
+    return loaded
 
 
 def _source_key(ref: str) -> str:
