@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from email.utils import formatdate
 
 import anyio.to_thread
 from anyio import CapacityLimiter
@@ -32,7 +34,7 @@ from thumbsvc.admission import Admission
 from thumbsvc.config import Settings
 from thumbsvc.errors import BadRequest, Overloaded, ThumbError
 from thumbsvc.metrics import CONTENT_TYPE, Metrics
-from thumbsvc.service import Record, Thumbnail, Thumbnailer
+from thumbsvc.service import Record, Thumbnail, Thumbnailer, ThumbRequest
 
 logger = logging.getLogger("thumbsvc")
 
@@ -93,11 +95,11 @@ class ThumbnailEndpoint:
             # A revalidation (a CDN's, a browser's) is answered from the inputs: no render.
             etag = await self.thumbnailer.etag(thumb_request, record)
             if self.is_not_modified(request.headers, etag):
-                return self.not_modified_response(etag, thumb_request.vary_accept, record)
+                return self.not_modified_response(etag, thumb_request, record)
         thumb = await self.thumbnailer.thumbnail(thumb_request, record)
         if self.is_not_modified(request.headers, thumb.etag):
-            return self.not_modified_response(thumb.etag, thumb.vary_accept, record)
-        return self.thumbnail_response(request, thumb, record)
+            return self.not_modified_response(thumb.etag, thumb_request, record)
+        return self.thumbnail_response(request, thumb_request, thumb, record)
 
     def check_request(self, request: Request) -> None:
         """Refuse what a thumbnail URL never carries: a query string (each would be a new CDN cache key)."""
@@ -119,10 +121,18 @@ class ThumbnailEndpoint:
         tags = (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
         return etag in tags
 
-    def validator_headers(self, etag: str, vary_accept: bool) -> dict[str, str]:
-        """The headers a 200 and a 304 share: caching, the ETag, and Vary for ``f:auto``."""
+    def validator_headers(self, etag: str, request: ThumbRequest) -> dict[str, str]:
+        """The headers a 200 and a 304 share: caching, the ETag, and Vary for ``f:auto``.
+
+        An expiring URL (``exp:``) may be kept only until its time: ``max-age`` (and ``s-maxage``)
+        at most the seconds left, no ``immutable``, and ``Expires`` at that time.
+        """
         headers = {"Cache-Control": self.cache_control, "ETag": etag}
-        if vary_accept:
+        if request.expires is not None:
+            left = max(0, math.floor(request.expires - self.thumbnailer.wall_clock()))
+            headers["Cache-Control"] = capped_cache_control(self.cache_control, left)
+            headers["Expires"] = formatdate(request.expires, usegmt=True)
+        if request.vary_accept:
             headers["Vary"] = "Accept"
         return headers
 
@@ -138,13 +148,15 @@ class ThumbnailEndpoint:
             headers["Server-Timing"] = ", ".join(timings)
         return headers
 
-    def not_modified_response(self, etag: str, vary_accept: bool, record: Record) -> Response:
-        headers = {**self.validator_headers(etag, vary_accept), **self.timing_headers(record)}
+    def not_modified_response(self, etag: str, request: ThumbRequest, record: Record) -> Response:
+        headers = {**self.validator_headers(etag, request), **self.timing_headers(record)}
         return Response(status_code=304, headers=headers)
 
-    def thumbnail_response(self, request: Request, thumb: Thumbnail, record: Record) -> Response:
+    def thumbnail_response(
+        self, request: Request, thumb_request: ThumbRequest, thumb: Thumbnail, record: Record
+    ) -> Response:
         headers = {
-            **self.validator_headers(thumb.etag, thumb.vary_accept),
+            **self.validator_headers(thumb.etag, thumb_request),
             **self.timing_headers(record),
             "Content-Length": str(len(thumb.data)),
         }
@@ -157,11 +169,17 @@ class ThumbnailEndpoint:
         return error_response(exc, self.error_max_age_s)
 
 
-def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> Starlette:
-    """Given settings, return the ASGI application. ``clock`` times the caches' entries."""
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
+) -> Starlette:
+    """Given settings, return the ASGI application. ``clock`` times the caches' entries and
+    ``wall_clock`` the URLs' ``exp:`` (tests pass clocks they move)."""
     decode.configure(settings.max_source_pixels)
     metrics = Metrics()
-    thumbnailer = Thumbnailer(settings, metrics, clock=clock)
+    thumbnailer = Thumbnailer(settings, metrics, clock=clock, wall_clock=wall_clock)
     admission = thumbnailer.admission
     scrape_limiter = CapacityLimiter(1)
 
@@ -289,6 +307,26 @@ def raw_path(request: Request) -> str:
     if root and path.startswith(root):
         path = path[len(root) :]
     return path
+
+
+def capped_cache_control(configured: str, max_age_s: int) -> str:
+    """Given the configured ``Cache-Control`` and the seconds an expiring URL has left, return it with
+    ``max-age`` and ``s-maxage`` at most that and without ``immutable`` (``max-age`` added if absent)."""
+    directives: list[str] = []
+    seen_max_age = False
+    for directive in (part.strip() for part in configured.split(",")):
+        name, _, value = directive.partition("=")
+        key = name.strip().lower()
+        if key == "immutable" or not directive:
+            continue
+        if key in ("max-age", "s-maxage"):
+            seen_max_age = seen_max_age or key == "max-age"
+            seconds = int(value) if value.strip().isdigit() else max_age_s
+            directive = f"{key}={min(seconds, max_age_s)}"
+        directives.append(directive)
+    if not seen_max_age:
+        directives.append(f"max-age={max_age_s}")
+    return ", ".join(directives)
 
 
 def error_response(exc: ThumbError, max_age_s: int, headers: Mapping[str, str] | None = None) -> Response:

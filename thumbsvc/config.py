@@ -77,6 +77,7 @@ class Settings:
     drain_delay_s: float = 0.0  # after SIGTERM, answer /readyz 503 but keep serving this long before shutting down
     shutdown_timeout_s: float = 10.0  # then wait this long for requests in flight
     cache_control: str = DEFAULT_CACHE_CONTROL
+    expires_leeway_s: float = 0.0  # an exp: URL still answers this long after its time (clock skew)
     error_max_age_s: int = 60
     log_json: bool = False
     # Named watermarks a URL may ask for (wm:NAME); images under the media root, loaded at start-up.
@@ -116,6 +117,7 @@ class Settings:
             "decoded_cache_ttl_s",
             "drain_delay_s",
             "refusal_cache_ttl_s",
+            "expires_leeway_s",
         ):
             self._require(name, getattr(self, name) >= 0, ">= 0")
         for name in (

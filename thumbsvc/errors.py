@@ -9,6 +9,7 @@ answer (``None`` means ``no-store``)::
     ├── BadRequest             400  malformed path, option out of range
     ├── Forbidden              403  bad signature, source not allowed, forbidden address
     ├── SourceNotFound         404  origin 404/410, missing file
+    ├── Gone                   410  the URL's exp: has passed
     ├── SourceTooLarge         413  too many bytes, pixels or frames
     ├── UnsupportedFormat      415  format not on the allowlist
     ├── UnprocessableSource    422  corrupt or undecodable image
@@ -62,6 +63,12 @@ class Forbidden(ThumbError):
 class SourceNotFound(ThumbError):
     status_code = 404
     public_message = "Source image not found"
+    cache_ttl_s = ERROR_CACHE_TTL_S
+
+
+class Gone(ThumbError):
+    status_code = 410
+    public_message = "This thumbnail URL has expired"
     cache_ttl_s = ERROR_CACHE_TTL_S
 
 

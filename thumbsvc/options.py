@@ -3,7 +3,7 @@
 The options part of a URL is a run of ``/``-separated segments in a fixed order::
 
     300x200 / fit:cover / g:smart / crop:0:0:800:600 / f:webp / q:80 / dpr:2 / bg:ffffff / up:1
-            / trim:10:ffffff / rot:90 / flip:h / gray:1 / blur:2.5 / sharp:1 / wm:logo
+            / trim:10:ffffff / rot:90 / flip:h / gray:1 / blur:2.5 / sharp:1 / wm:logo / exp:1798000000
 
 The size comes first and is always present (``300x200``, ``300x``, ``x200``, or ``x``
 for the source's own size); every other option is ``key:value``, omitted when it has
@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 FITS = ("contain", "cover", "fill", "pad")
@@ -45,7 +47,12 @@ MAX_TRIM_THRESHOLD = 255
 _HEX_RE = re.compile(r"[0-9a-f]{6}(?:[0-9a-f]{2})?")
 _INT_RE = re.compile(r"0|[1-9][0-9]{0,8}")
 _SIZE_RE = re.compile(r"(0|[1-9][0-9]{0,8})?x(0|[1-9][0-9]{0,8})?")
-_OPTION_ORDER = ("fit", "g", "crop", "f", "q", "dpr", "bg", "up", "trim", "rot", "flip", "gray", "blur", "sharp", "wm")
+_OPTION_ORDER = (
+    *("fit", "g", "crop", "f", "q", "dpr", "bg", "up"),
+    *("trim", "rot", "flip", "gray", "blur", "sharp", "wm"),
+    "exp",
+)
+_EXPIRES_RE = re.compile(r"[1-9][0-9]{0,10}")  # unix seconds; ten digits today
 _WATERMARK_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _SIGMA_RE = re.compile(r"(0|[1-9][0-9]?)(\.[1-9])?")
 
@@ -73,6 +80,7 @@ class RenderOptions:
     blur: float | None = None  # Gaussian sigma on the output-sized image
     sharpen: float | None = None  # unsharp-mask sigma on the output-sized image
     watermark: str | None = None  # a name the operator defined (THUMBSVC_WATERMARKS)
+    expires: int | None = None  # unix seconds: the URL answers 410 from then on
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):
@@ -121,6 +129,8 @@ class RenderOptions:
             raise ValueError(f"grayscale must be True or False, not {self.grayscale!r}")
         _check_sigma("blur", self.blur, MIN_BLUR, MAX_BLUR)
         _check_sigma("sharpen", self.sharpen, MIN_SHARPEN, MAX_SHARPEN)
+        if self.expires is not None and (not _is_int(self.expires) or not 0 < self.expires < 10**11):
+            raise ValueError(f"expires must be unix seconds (a positive integer), not {self.expires!r}")
         if self.watermark is not None and not (
             isinstance(self.watermark, str) and _WATERMARK_RE.fullmatch(self.watermark)
         ):
@@ -156,6 +166,7 @@ def make_options(
     blur: float | None = None,
     sharpen: float | None = None,
     watermark: str | None = None,
+    expires: int | datetime | timedelta | None = None,
 ) -> RenderOptions:
     """Given the client's keyword arguments, return normalised ``RenderOptions``.
 
@@ -193,7 +204,21 @@ def make_options(
         blur=_make_sigma("blur", blur),
         sharpen=_make_sigma("sharpen", sharpen),
         watermark=watermark,
+        expires=_make_expires(expires),
     )
+
+
+def _make_expires(value: object) -> int | None:
+    """``expires`` as the client takes it: unix seconds, an absolute ``datetime`` (aware, or naive UTC) or a
+    ``timedelta`` from now; a fraction of a second is carried up to the next whole second, nothing more."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return math.ceil(moment.timestamp())
+    if isinstance(value, timedelta):
+        return math.ceil(time.time() + value.total_seconds())
+    raise ValueError(f"expires is unix seconds, a datetime or a timedelta, not {value!r}")
 
 
 def _make_trim(value: object) -> tuple[int, str | None] | None:
@@ -259,6 +284,8 @@ def format_options(options: RenderOptions) -> str:
         parts.append(f"sharp:{_fmt_number(options.sharpen)}")
     if options.watermark:
         parts.append(f"wm:{options.watermark}")
+    if options.expires is not None:
+        parts.append(f"exp:{options.expires}")
     return "/".join(parts)
 
 
@@ -346,6 +373,10 @@ def _parse_filters(values: dict[str, str], kwargs: dict[str, object]) -> None:
             kwargs[name] = float(values[key])
     if "wm" in values:
         kwargs["watermark"] = values["wm"]
+    if "exp" in values:
+        if not _EXPIRES_RE.fullmatch(values["exp"]):
+            raise ValueError(f"{values['exp']!r} is not canonical unix seconds")
+        kwargs["expires"] = int(values["exp"])
 
 
 def _check_sigma(name: str, value: object, low: float, high: float) -> None:

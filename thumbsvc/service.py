@@ -24,7 +24,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TypeVar
 
@@ -40,6 +40,7 @@ from thumbsvc.encoding import negotiate
 from thumbsvc.errors import (
     BadRequest,
     Forbidden,
+    Gone,
     SourceTooLarge,
     ThumbError,
     UnprocessableSource,
@@ -103,8 +104,17 @@ class ThumbRequest:
         return self.options.format == "auto"
 
     @property
+    def expires(self) -> int | None:
+        return self.options.expires
+
+    @property
     def cache_key(self) -> str:
-        return f"{self.path.payload}|{self.auto_format}"
+        """The thumbnail this asks for: its options without ``exp`` (URLs of one thumbnail with other
+        expiries share its render, its cache entry and its ETag), its source, the negotiated format."""
+        payload = self.path.payload
+        if self.expires is not None:
+            payload = build_payload(replace(self.options, expires=None), self.source)
+        return f"{payload}|{self.auto_format}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +141,17 @@ class Thumbnailer:
     """Verify, fetch and render. One per process; holds the loaders, the caches and admission control."""
 
     def __init__(
-        self, settings: Settings, metrics: Metrics | None = None, *, clock: Callable[[], float] = time.monotonic
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        """``clock`` times the caches' entries (tests move it instead of sleeping)."""
+        """``clock`` times the caches' entries, ``wall_clock`` the URLs' ``exp`` (tests move both)."""
         self.metrics = metrics if metrics is not None else Metrics()
+        self.wall_clock = wall_clock
+        self.expires_leeway_s = settings.expires_leeway_s
         self.limits = Limits(
             max_source_pixels=settings.max_source_pixels,
             max_frames=settings.max_frames,
@@ -216,6 +233,9 @@ class Thumbnailer:
             path = split_path(raw_path)
         except ValueError as exc:
             raise BadRequest(str(exc), public_message=f"Malformed thumbnail URL: {exc}") from exc
+        expires = path.options.expires
+        if expires is not None and self.wall_clock() >= expires + self.expires_leeway_s:
+            raise Gone(f"exp:{expires} has passed")
         box_w, box_h = path.options.box
         limit = self.limits.max_output_px
         if (box_w or 0) > limit or (box_h or 0) > limit:
