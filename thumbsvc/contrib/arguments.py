@@ -15,7 +15,12 @@ from typing import Any, TypeVar
 
 from thumbsvc.options import make_options
 
-OPTION_NAMES = ("width", "height", "fit", "gravity", "crop", "format", "quality", "background", "upscale")
+OPTION_NAMES = (
+    *("width", "height", "fit", "gravity", "crop", "format", "quality", "background", "upscale"),
+    *("trim", "rotate", "flip", "grayscale", "blur", "sharpen", "watermark"),
+    "expires_in",
+)
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 SRCSET_NAMES = ("widths", "densities", "sizes")
 _SIZE_RE = re.compile(r"([0-9]*)x([0-9]*)")
 T = TypeVar("T")
@@ -88,8 +93,15 @@ def normalise_options(merged: Mapping[str, Any]) -> dict[str, Any]:
         value = merged.get(name)
         if value is None or value == "":
             continue
-        if name in ("width", "height", "quality"):
+        if name in ("width", "height", "quality", "rotate", "expires_in"):
             value = parse_int(value, name)
+        elif name in ("blur", "sharpen") and isinstance(value, str):
+            value = parse_numbers(value, name, float)[0]
+        elif name in ("grayscale", "upscale") and isinstance(value, str):
+            value = parse_bool(value, name)
+        elif name == "trim" and isinstance(value, str):
+            threshold, _, colour = value.partition(",")
+            value = (parse_int(threshold.strip(), "trim"), colour.strip()) if colour else parse_int(value, "trim")
         elif name == "crop":
             value = tuple(parse_numbers(value, "crop", int))
         elif name == "dpr":
@@ -115,6 +127,13 @@ def parse_int(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"{name} must be a whole number, not {value!r}")
     return value
+
+
+def parse_bool(value: str, name: str) -> bool:
+    text = value.strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError(f"{name} must be true or false, not {value!r}")
 
 
 def parse_list(value: Any, name: str) -> list[str]:

@@ -21,10 +21,15 @@ def output_size(options: RenderOptions, source_size: tuple[int, int] | None) -> 
     with an unknown source, or options the server would refuse for this source. With
     an unknown source, ``cover`` and ``fill`` are assumed to have a source at least as
     large as the box (a smaller one gives a smaller output of the same aspect ratio).
+    ``trim`` makes the source's size depend on its pixels: only a fixed box is known then.
     """
-    if source_size is not None:
+    if source_size is not None and options.trim is None:
         if source_size[0] < 1 or source_size[1] < 1:
             return None
+        if options.rotate in (90, 270):
+            source_size = (source_size[1], source_size[0])  # the fit sees the turned image
+            if options.crop is not None:
+                return None  # the crop box turns with it: left to the server
         try:
             return plan(source_size, options, max_output_px=_NO_LIMIT).canvas
         except GeometryError:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import base64
 import html
 import logging
+import math
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -38,7 +40,10 @@ from thumbsvc.contrib.sizes import output_size
 from thumbsvc.options import make_options
 from thumbsvc.placeholders import hex_colour, parse_thumbhash, thumbhash_average, thumbhash_data_uri
 
-__all__ = ["ThumbnailTags"]
+__all__ = ["EXPIRES_ROUND_S", "ThumbnailTags"]
+
+# expires_in= is rounded up to a multiple of this (THUMBSVC_EXPIRES_ROUND in Django settings).
+EXPIRES_ROUND_S = 900
 
 logger = logging.getLogger("thumbsvc.contrib")
 
@@ -78,7 +83,9 @@ class ThumbnailTags:
     defaults. An empty source gives the ``placeholder`` source, or nothing. With
     ``raise_errors`` false, a bad argument is logged and the helper returns "".
     ``thumbhash_image`` makes ``thumbhash=`` paint the decoded image rather than the
-    average colour by default (a call's ``thumbhash_image=`` wins).
+    average colour by default (a call's ``thumbhash_image=`` wins). ``expires_in=N`` (seconds)
+    makes an expiring URL whose ``exp`` is rounded up to a multiple of ``expires_round``, so a page
+    rendered many times within that window gives the same URLs and a CDN keeps hitting.
     """
 
     def __init__(
@@ -92,6 +99,8 @@ class ThumbnailTags:
         source_prefix: str = "",
         raise_errors: bool = True,
         thumbhash_image: bool = False,
+        expires_round: int = EXPIRES_ROUND_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.signer = signer
         self.defaults = check_preset("the defaults", defaults or {})
@@ -103,6 +112,10 @@ class ThumbnailTags:
         self.source_prefix = source_prefix
         self.raise_errors = raise_errors
         self.thumbhash_image = thumbhash_image
+        self.expires_round = parse_int(expires_round, "expires_round")
+        if self.expires_round < 1:
+            raise ValueError(f"expires_round must be a whole number of seconds >= 1, not {expires_round!r}")
+        self.clock = clock
 
     # Public helpers: each returns "" for an empty source (or, with raise_errors off, on a bad argument).
 
@@ -268,7 +281,11 @@ class ThumbnailTags:
                 raise TypeError(f"unknown thumbnail option {name!r}")
         if focal is not None and focal != "":
             merged["gravity"] = parse_numbers(focal, "focal", float)
-        spec = _Spec(source=source, options=normalise_options(merged), attrs=attrs)
+        options = normalise_options(merged)
+        expires_in = options.pop("expires_in", None)
+        if expires_in is not None:
+            options["expires"] = self.expiry(expires_in)
+        spec = _Spec(source=source, options=options, attrs=attrs)
         if thumbhash is not None and thumbhash != "":
             spec.thumbhash = parse_thumbhash(thumbhash)
             spec.thumbhash_image = bool(thumbhash_image)
@@ -278,6 +295,13 @@ class ThumbnailTags:
             spec.densities = parse_numbers(merged["densities"], "densities", float)
         spec.sizes = merged.get("sizes")
         return spec
+
+    def expiry(self, expires_in: int) -> int:
+        """Unix seconds at least ``expires_in`` from now, rounded up to a multiple of ``expires_round``."""
+        if expires_in < 1:
+            raise ValueError(f"expires_in must be a whole number of seconds >= 1, not {expires_in!r}")
+        window = self.expires_round
+        return math.ceil((self.clock() + expires_in) / window) * window
 
 
 def _placeholder_attrs(thumbhash: bytes, image: bool, style: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@
 ``THUMBSVC_SOURCE_PREFIX``    put before a file field's name (e.g. the bucket's URL)
 ``THUMBSVC_RAISE_ERRORS``     raise on a bad tag argument; default ``DEBUG``. Else log, render ""
 ``THUMBSVC_THUMBHASH_IMAGE``  ``thumbhash=`` paints the decoded image, not only its colour
+``THUMBSVC_EXPIRES_ROUND``    ``expires_in=`` is rounded up to a multiple of this (seconds, 900)
 ============================  ===========================================================
 """
 
@@ -23,7 +24,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from thumbsvc.client import URLSigner
-from thumbsvc.contrib.thumbnails import ThumbnailTags
+from thumbsvc.contrib.thumbnails import EXPIRES_ROUND_S, ThumbnailTags
 
 PREFIX = "THUMBSVC_"
 
@@ -61,6 +62,7 @@ def build_tags(conf: Any) -> ThumbnailTags:
             source_prefix=getattr(conf, "THUMBSVC_SOURCE_PREFIX", ""),
             raise_errors=bool(conf.DEBUG) if raise_errors is None else bool(raise_errors),
             thumbhash_image=bool(getattr(conf, "THUMBSVC_THUMBHASH_IMAGE", False)),
+            expires_round=getattr(conf, "THUMBSVC_EXPIRES_ROUND", EXPIRES_ROUND_S),
         )
     except (TypeError, ValueError) as exc:
         raise ImproperlyConfigured(f"thumbsvc settings: {exc}") from exc
