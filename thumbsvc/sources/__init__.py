@@ -55,7 +55,9 @@ class Sources:
                 )
             return await self.remote.fetch(ref)
         if self.local is None:
-            raise Forbidden("no media root configured", public_message="Local sources are not enabled")
+            raise Forbidden(
+                "no media root configured", public_message="Local sources are not enabled (set THUMBSVC_MEDIA_ROOT)"
+            )
         return await self.local.fetch(ref)
 
     async def aclose(self) -> None:
