@@ -24,6 +24,7 @@ from thumbsvc.admission import Admission
 from thumbsvc.config import Settings
 from thumbsvc.errors import BadRequest, ThumbError
 from thumbsvc.metrics import CONTENT_TYPE, Metrics
+from thumbsvc.server import request_target
 from thumbsvc.service import Thumbnail, Thumbnailer
 
 logger = logging.getLogger("thumbsvc")
@@ -81,7 +82,8 @@ def create_app(settings: Settings) -> Starlette:
             metrics.worker_exiting()
 
     async def thumbnail(request: Request) -> Response:
-        if request.url.query:
+        # An empty query ("…/a.jpg?") reaches us only through the raw target our server protocol records.
+        if request.url.query or b"?" in (request_target(request.scope) or b""):
             raise BadRequest("query string", public_message="Thumbnail URLs take no query string")
         thumb_request = thumbnailer.parse(raw_path(request), request.headers.get("accept"))
         record = access_record(request.scope)
