@@ -191,7 +191,8 @@ Case = tuple[tuple[str, ...], dict[str, str], str]
 def bad_values(f: Field[Any]) -> list[str]:
     """Given a settings field, return values it must refuse: non-numeric, empty, negative, zero, huge."""
     bounds = f.metadata.get("range")
-    if str(f.type) == "bool":
+    kind = str(f.type).removesuffix(" | None")
+    if kind == "bool":
         return ["maybe", "", "2"]
     if bounds is None:
         return {
@@ -204,11 +205,11 @@ def bad_values(f: Field[Any]) -> list[str]:
             "log_level": ["loud", ""],
             "base_url": ["", "ftp://example.com", "http://example.com/?q"],
         }[f.name]
-    values = ["abc", "", "-5", "9" * 40, "1e400" if str(f.type) == "float" else "12.5"]
+    values = ["abc", "", "-5", "9" * 40, "1e400" if kind == "float" else "12.5"]
     if bounds.above or bounds.low > 0:
         values.append("0")
     values.append(str(int(bounds.high) + 1))
-    if str(f.type) == "float":
+    if kind == "float":
         values += ["inf", "nan", "-inf"]
     return values
 

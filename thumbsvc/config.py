@@ -406,4 +406,5 @@ _CASTS: dict[str, Callable[[str], Any]] = {
 
 
 def _cast_for(type_name: object) -> Callable[[str], Any]:
-    return {"int": _int, "float": _float, "bool": _bool}.get(str(type_name), _text)
+    # Annotations are text here (``from __future__ import annotations``); "int | None" casts as "int".
+    return {"int": _int, "float": _float, "bool": _bool}.get(str(type_name).removesuffix(" | None"), _text)

@@ -250,18 +250,11 @@ def check_mode(settings: Settings, server: ServerSettings) -> None:
 
 def bind_socket(host: str, port: int) -> socket.socket:
     """Given an address, return a bound listening socket; raise ConfigError saying what to change if it cannot be."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
-        )[0]
-    except (OSError, UnicodeError):
-        raise ConfigError(
-            f"Cannot listen on {host!r}: not an address of this machine (--host / THUMBSVC_HOST)."
-        ) from None
+    family, address = _resolve(host, port)
     # Name the protocol: asyncio sets TCP_NODELAY on accepted connections only for IPPROTO_TCP sockets, and
     # accepted connections inherit it from the listening socket (without it a response written as headers
     # then body waits for the client's delayed ACK, 40 ms on Linux).
-    sock = socket.socket(family, kind, proto)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -279,6 +272,22 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise ConfigError(f"Cannot listen on {host}:{port}: {exc.strerror} (--host / THUMBSVC_HOST).") from None
     sock.set_inheritable(True)  # uvicorn's workers share it
     return sock
+
+
+def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, Any]:
+    """Given a host to listen on, return its address family and socket address."""
+    try:
+        # An address needs no lookup (getaddrinfo's IDNA codec would cost an idle process about 1 MiB).
+        version = ipaddress.ip_address(host).version
+    except ValueError:
+        pass
+    else:
+        return (socket.AF_INET6, (host, port, 0, 0)) if version == 6 else (socket.AF_INET, (host, port))
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError):
+        raise ConfigError(f"Cannot listen on {host!r}: not an address here (--host / THUMBSVC_HOST).") from None
+    return found[0][0], found[0][4]
 
 
 def startup_facts(settings: Settings, server: ServerSettings) -> list[str]:
