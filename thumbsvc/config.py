@@ -120,7 +120,7 @@ class Settings:
     fetch_timeout_s: float = setting(10.0, 0, 3600, above=True)
     max_redirects: int = setting(3, 0, 20)
     render_slots: int = setting(low=1, high=1024, factory=_cpu_count, shown="CPU count")
-    queue_size: int = setting(-1, 0, 100_000, shown="4 × slots")  # noqa: RUF001 - -1: four per slot
+    queue_size: int = setting(-1, 0, 100_000, shown="4 × slots")  # noqa: RUF001 (a times sign); -1: 4 per slot
     queue_timeout_s: float = setting(2.0, 0, 3600, above=True)
     cache_bytes: int = setting(64_000_000, 0, 10**12)
     cache_ttl_s: float = setting(60.0, 0, 86_400)
