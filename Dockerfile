@@ -33,8 +33,8 @@ ENV VIRTUAL_ENV=/opt/thumbsvc \
     THUMBSVC_WORKERS=1 \
     THUMBSVC_LIMIT_MAX_REQUESTS=0
 # One process, one render thread per core (THUMBSVC_RENDER_SLOTS). Worker recycling
-# (THUMBSVC_LIMIT_MAX_REQUESTS=N) is off: measured over 352 renders of 6-24 MP photos the resident set
-# levels off at about 220 MiB (docs/deploy.md). With THUMBSVC_WORKERS=1 a recycled process exits and only the
+# (THUMBSVC_LIMIT_MAX_REQUESTS=N) is off: over many renders of 6-24 MP photos the resident set levels off
+# (docs/operations.md, "Sizing memory"). With THUMBSVC_WORKERS=1 a recycled process exits and only the
 # container's restart policy brings it back; with several workers uvicorn restarts each one in place.
 RUN groupadd --system --gid 10001 thumbsvc \
     && useradd --system --uid 10001 --gid thumbsvc --no-create-home --home-dir /nonexistent \

@@ -200,6 +200,7 @@ def test_sigterm_drains_then_finishes_the_work_in_flight(media_root: Path) -> No
     assert decode(outcome["slow"].content).width == 4000
 
 
+@pytest.mark.calibration
 @pytest.mark.slow
 @pytest.mark.corpus
 def test_memory_stays_bounded_over_repeated_24_megapixel_renders(corpus: Path) -> None:

@@ -208,6 +208,7 @@ def large_sources(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return folder
 
 
+@pytest.mark.calibration
 @pytest.mark.parametrize(("name", "width", "height", "fit", "fmt"), CASES)
 def test_the_estimate_bounds_a_real_render_in_a_fresh_process(
     large_sources: Path, name: str, width: int, height: int, fit: str, fmt: str
@@ -308,8 +309,11 @@ def test_a_small_budget_keeps_large_sources_apart_while_small_ones_share_the_slo
 
 
 def test_the_budget_is_on_by_default_and_read_from_the_environment() -> None:
-    assert Settings(render_slots=2).render_memory_budget == 110_000_000
-    assert Settings(render_slots=8).render_memory_budget == 440_000_000
+    # Without a memory limit (as here: no cgroup limit is passed), 100 MB a slot.
+    assert Settings(render_slots=2, memory_limit=None).render_memory_budget == 200_000_000
+    assert Settings(render_slots=8, memory_limit=None).render_memory_budget == 800_000_000
+    limited = Settings(render_slots=2, memory_limit=1 << 30)
+    assert limited.render_memory_budget == limited.max_render_memory > 2 * 99_000_000
     assert Settings.from_env({"THUMBSVC_RENDER_MEMORY_BUDGET": "0"}).render_memory_budget == 0
 
 
@@ -342,6 +346,7 @@ print(freed - before, rss() - before)
 """
 
 
+@pytest.mark.calibration
 def test_freed_memory_goes_back_to_the_kernel() -> None:
     result = subprocess.run([sys.executable, "-c", TRIM_SCRIPT], cwd=REPO, capture_output=True, text=True, timeout=60)
     if result.returncode == 3:

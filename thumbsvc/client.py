@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from thumbsvc.options import make_options
+from thumbsvc.options import MAX_DIMENSION, make_options
 from thumbsvc.signing import PathSigner
 from thumbsvc.urls import build_payload
 
-__all__ = ["URLSigner"]
+__all__ = ["DEFAULT_MAX_SIZE", "URLSigner"]
+
+# A default server's THUMBSVC_MAX_OUTPUT_PX: it answers 400 to a larger box, so the client refuses to sign one.
+DEFAULT_MAX_SIZE = 4096
 
 
 class URLSigner:
@@ -22,18 +25,31 @@ class URLSigner:
 
     ``key`` is one key, a comma-separated list or a sequence (newest first; the
     first signs). ``base_url`` may carry a path prefix; it is not signed.
+    ``max_size`` is the largest output side in pixels (width or height times
+    ``dpr``) the service allows: its ``THUMBSVC_MAX_OUTPUT_PX``, 4096 by default.
     """
 
-    def __init__(self, key: str | Sequence[str], base_url: str = "") -> None:
+    def __init__(self, key: str | Sequence[str], base_url: str = "", *, max_size: int = DEFAULT_MAX_SIZE) -> None:
         keys = [k.strip() for k in key.split(",")] if isinstance(key, str) else [k.strip() for k in key]
         self._signer = PathSigner([k for k in keys if k] or [""])
         self.base_url = base_url.rstrip("/")
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or not 1 <= max_size <= MAX_DIMENSION:
+            raise ValueError(f"max_size must be an integer from 1 to {MAX_DIMENSION}, not {max_size!r}")
+        self.max_size = max_size
 
     def path(self, source: str, **options: Any) -> str:
         """Return the signed path (``/{sig}/{options}/{source}``) without the base URL."""
         if not isinstance(source, str) or not source:
             raise ValueError("source must be a non-empty string")
-        payload = build_payload(make_options(**options), source)
+        spec = make_options(**options)
+        for side, pixels in zip(("width", "height"), spec.box, strict=True):
+            if pixels is not None and pixels > self.max_size:
+                raise ValueError(
+                    f"{side} {getattr(spec, side)} at dpr {spec.dpr:g} is {pixels} px, over the service's limit of"
+                    f" {self.max_size} px a side; if the service allows more (THUMBSVC_MAX_OUTPUT_PX), say so with"
+                    " max_size= (thumbsvc url --max-size)"
+                )
+        payload = build_payload(spec, source)
         return f"/{self._signer.sign(payload)}/{payload}"
 
     def url(self, source: str, **options: Any) -> str:

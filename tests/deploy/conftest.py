@@ -7,6 +7,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +16,36 @@ import pytest
 from tests.deploy.dockerfile import Dockerfile, in_build_context, parse_dockerfile
 from tests.helpers import REPO
 
-# The build stage's one RUN line that is not run verbatim: the test makes the venv with access to the
-# packages CI already installed, so the install below needs no download.
+# The build stage's one RUN line that is not run verbatim: the test makes the venv itself and lets it see
+# the test environment's packages (never the base interpreter's), so the install below needs no download.
 VENV_RUN = 'python -m venv "$VIRTUAL_ENV"'
+
+
+def make_image_venv(venv: Path) -> None:
+    """Make a virtualenv that sees this test environment's packages and nothing of the machine's base Python.
+
+    The image builds with pip's isolated build (fresh setuptools from the index); offline, the build runs in
+    the venv itself, so it must find the setuptools the ``test`` extra installed, not one left on the machine:
+    the venv's own bundled setuptools (too old to build wheels) is removed and the test environment's
+    site-packages is appended to its path.
+    """
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "uninstall", "--yes", "--quiet", "setuptools"],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    ours = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    # Appended after the venv's own site-packages, so what the image installs comes first.
+    (Path(site) / "thumbsvc-test-environment.pth").write_text("".join(f"{path}\n" for path in ours))
 
 
 @dataclass(frozen=True)
@@ -64,7 +92,7 @@ def image_install(dockerfile: Dockerfile, tmp_path_factory: pytest.TempPathFacto
     stage_env = build.env
     container_venv = stage_env["VIRTUAL_ENV"]
     venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    make_image_venv(venv)
 
     workdir_in_image = build.one("WORKDIR").args
     workdir = root / "src"
@@ -84,9 +112,9 @@ def image_install(dockerfile: Dockerfile, tmp_path_factory: pytest.TempPathFacto
         **os.environ,
         **stage_env,
         "VIRTUAL_ENV": str(venv),
-        # Offline: build with the setuptools already installed, take dependencies from the system site.
+        # Offline: dependencies and setuptools come from the test environment (make_image_venv).
         "PIP_NO_INDEX": "1",
-        "PIP_NO_BUILD_ISOLATION": "0",
+        "PIP_NO_BUILD_ISOLATION": "0",  # pip reads this one inverted: "0" turns build isolation off
     }
     for command in runs[1:]:
         result = subprocess.run(
