@@ -87,11 +87,12 @@ class ColdS3(Variant):
     """W1 cold from a private bucket of moto on loopback, SigV4 and IAM checked.
 
     Fresh URLs without 400 copies of each photo: one copy of every photo per client (server-side
-    copies), and within a copy, distinct ``bg:`` colours. ``bg`` changes nothing in an opaque JPEG's
-    thumbnail (it pads and flattens alpha only), so every answer has the same size and pixels as the
-    local variant's, and the plan has as many URLs as the local one. The plan goes copy by copy, so
-    clients, which start ``len(plan) / n`` apart, always read different objects: no single flight
-    of a fetch or a render has anything to merge (each round's ``joins`` shows it).
+    copies in moto, as many as the most clients of the run), and within a copy, distinct ``bg:``
+    colours. ``bg`` changes nothing in an opaque JPEG's thumbnail (it pads and flattens alpha only),
+    so every answer has the same size and pixels as the local variant's, and a plan has as many URLs
+    as the local one. With n clients the plan goes through n copies, one after another, and client
+    i starts at the first URL of copy i: two clients never read the same object at once, so no
+    single flight of a fetch or a render has anything to merge (each round's ``joins`` shows it).
     """
 
     name = "cold-s3"

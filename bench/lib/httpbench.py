@@ -89,7 +89,7 @@ class Variant:
         return None
 
     def start(self, photos: list[Path], clients: int, logs: Path) -> Path:
-        """Make the sources of ``plan(photos, clients)`` ready (an origin, a store); return the media root."""
+        """Make the sources of ``plan(photos, n)`` for every n up to ``clients`` ready; return the media root."""
         return self.media(photos)
 
     def stop(self) -> None:
@@ -128,12 +128,12 @@ class Variant:
         return f"{folder}/{photo.name}"
 
     def plan(self, photos: list[Path], clients: int) -> list[Planned]:
-        """Return every thumbnail the clients ask for, in the order they walk it (``clients``: the most in a run).
+        """Return every thumbnail ``clients`` clients ask for, in the order they walk it.
 
-        Client i starts at ``first_index(i, n, len(plan))`` and walks on; clients go at about one
-        pace, so any two stay about ``len(plan) / n`` apart. Here the plan goes folder by folder
-        through FOLDERS directory names, so two clients never ask for the same source file at
-        once: no single flight (of a render or a fetch) has anything to merge.
+        Client i starts at ``first_index(i, clients, len(plan))`` and walks on; clients go at about
+        one pace, so any two stay about ``len(plan) / clients`` apart. Here the plan goes folder by
+        folder through FOLDERS directory names, so two clients never ask for the same source file
+        at once: no single flight (of a render or a fetch) has anything to merge.
         """
         return [
             Planned(self.source(f"g{folder:04d}", photo), photo, w, h, fit)
@@ -390,17 +390,24 @@ def targets_for(server: Server, variant: Variant, photos: list[Path], clients: i
 
 @dataclass
 class Lane:
-    """One server of one variant, with its URLs, its shared-queue cursor and the bodies it has verified."""
+    """One server of one variant: its URLs and the bodies it has verified (per number of clients), its queue."""
 
     variant: Variant
     server: Server
-    targets: list[Target]
+    photos: list[Path]
     cursor: Iterator[int] = field(default_factory=itertools.count)
-    verified: dict[tuple[int, str], bool] = field(default_factory=dict)
+    plans: dict[int, list[Target]] = field(default_factory=dict)
+    verified: dict[int, dict[tuple[int, str], bool]] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.variant.name, self.server.name)
+
+    def targets(self, clients: int) -> list[Target]:
+        if clients not in self.plans:
+            self.plans[clients] = targets_for(self.server, self.variant, self.photos, clients)
+            self.verified[clients] = {}
+        return self.plans[clients]
 
 
 def run_variants(
@@ -427,14 +434,15 @@ def run_variants(
             for server in servers:
                 server.start(logs / f"{variant.name}-{server.name}.log")
                 started.append(server)
-                lanes.append(Lane(variant, server, targets_for(server, variant, photos, most)))
+                lanes.append(Lane(variant, server, photos))
         for clients in args.clients:
             rounds: dict[tuple[str, str], list[dict[str, Any]]] = {lane.key: [] for lane in lanes}
             for rnd in range(args.rounds):
                 for lane in lanes if rnd % 2 == 0 else lanes[::-1]:
                     cursor = lane.cursor if lane.variant.shared_queue else None
                     helpers = lane.variant.helper_pids()
-                    r = run_round(lane.server, lane.targets, clients, args, cursor, lane.verified, helpers)
+                    targets = lane.targets(clients)
+                    r = run_round(lane.server, targets, clients, args, cursor, lane.verified[clients], helpers)
                     rounds[lane.key].append(r)
                     print(f"  {lane.variant.name} c={clients} round {rnd + 1}: {lane.server.name:16} " + round_line(r))
             for variant in opened:

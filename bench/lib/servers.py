@@ -118,41 +118,45 @@ class ThumbsvcServer(Server):
         self.wait_ready("/healthz", log)
 
     def counters(self) -> dict[str, float]:
-        """Work done so far, from /metrics (what the checkout exports of it).
-
-        ``renders``, ``decodes``, ``joins`` (single-flight joins, every cache: 0 when every URL in
-        flight is fresh), and per source kind ``fetches.KIND`` and ``fetch_s.KIND`` (the count and
-        the sum of ``thumbsvc_fetch_seconds``: wall time per fetch).
-        """
-        from prometheus_client.parser import text_string_to_metric_families
-
-        wanted = {
-            "thumbsvc_renders_total": "renders",
-            "thumbsvc_decodes_total": "decodes",
-            "thumbsvc_singleflight_joins_total": "joins",
-        }
-        by_kind = {"thumbsvc_fetch_seconds_count": "fetches", "thumbsvc_fetch_seconds_sum": "fetch_s"}
-        found: dict[str, float] = {}
+        """Work done so far, from /metrics (``counters_from``); empty if the server does not answer."""
         try:
-            text = httpx.get(f"{self.base}/metrics", timeout=10).text
+            return counters_from(httpx.get(f"{self.base}/metrics", timeout=10).text)
         except httpx.HTTPError:
-            return found
-        for family in text_string_to_metric_families(text):
-            for item in family.samples:
-                if item.name in wanted:
-                    name = wanted[item.name]
-                elif item.name in by_kind:
-                    name = f"{by_kind[item.name]}.{item.labels.get('kind', '')}"
-                else:
-                    continue
-                found[name] = found.get(name, 0.0) + item.value
-        return found
+            return {}
 
     def path(self, source: str, width: int, height: int, fit: str, background: str | None = None) -> str:
         options: dict[str, object] = {"width": width, "height": height, "fit": fit, "format": "jpeg", "quality": 85}
         if background is not None:
             options["background"] = background
         return self.signer.path(source, **options)
+
+
+def counters_from(text: str) -> dict[str, float]:
+    """Given thumbsvc's /metrics text, return the work it counts (what the checkout exports of it).
+
+    ``renders``, ``decodes``, ``joins`` (single-flight joins, every cache: 0 when every URL in
+    flight is fresh), and per source kind ``fetches.KIND`` and ``fetch_s.KIND`` (the count and the
+    sum of ``thumbsvc_fetch_seconds``: wall time per fetch).
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = {
+        "thumbsvc_renders_total": "renders",
+        "thumbsvc_decodes_total": "decodes",
+        "thumbsvc_singleflight_joins_total": "joins",
+    }
+    by_kind = {"thumbsvc_fetch_seconds_count": "fetches", "thumbsvc_fetch_seconds_sum": "fetch_s"}
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for item in family.samples:
+            if item.name in wanted:
+                name = wanted[item.name]
+            elif item.name in by_kind:
+                name = f"{by_kind[item.name]}.{item.labels.get('kind', '')}"
+            else:
+                continue
+            found[name] = found.get(name, 0.0) + item.value
+    return found
 
 
 class ThumborServer(Server):
