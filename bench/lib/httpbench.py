@@ -296,11 +296,8 @@ def fetch_cost(work: Mapping[str, float]) -> dict[str, Any]:
     """From the /metrics deltas of a round: fetches, wall ms per fetch (all kinds, and by kind), fetches per render."""
     fetches = sum(v for k, v in work.items() if k.startswith("fetches."))
     seconds = sum(v for k, v in work.items() if k.startswith("fetch_s."))
-    by_kind = {
-        name.split(".", 1)[1]: round(work.get(f"fetch_s.{name.split('.', 1)[1]}", 0.0) / count * 1000, 2)
-        for name, count in work.items()
-        if name.startswith("fetches.") and count
-    }
+    kinds = [name.removeprefix("fetches.") for name, count in work.items() if name.startswith("fetches.") and count]
+    by_kind = {kind: round(work.get(f"fetch_s.{kind}", 0.0) / work[f"fetches.{kind}"] * 1000, 2) for kind in kinds}
     renders = work.get("renders")
     return {
         "fetches": fetches,

@@ -24,6 +24,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,12 +113,15 @@ class Helper:
                 start_new_session=True,
             )
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            self.stop()
-            tail = log.read_text(errors="replace")[-800:] if log and log.exists() else ""
-            raise SystemExit(f"{self.kind} origin did not start within {timeout_s:.0f} s:\n{tail}")
+        deadline = time.monotonic() + timeout_s
+        line = ""
+        while not line.startswith("{"):  # the ready line; anything a library printed before it is skipped
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            line = self.proc.stdout.readline() if ready else ""
+            if not line:
+                self.stop()
+                tail = log.read_text(errors="replace")[-800:] if log and log.exists() else ""
+                raise SystemExit(f"{self.kind}: not ready within {timeout_s:.0f} s, or exited:\n{tail}")
         answer: dict[str, Any] = json.loads(line)
         return answer
 
@@ -206,7 +210,7 @@ def _serve_static(config: Mapping[str, Any]) -> None:
     server = ThreadingHTTPServer((HOST, 0), functools.partial(Files, directory=config["root"]))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    print(json.dumps({"base": f"http://{HOST}:{server.server_address[1]}"}), flush=True)
+    ready({"base": f"http://{HOST}:{server.server_address[1]}"})
     sys.stdin.read()
     server.shutdown()
 
@@ -249,11 +253,15 @@ def _serve_moto(config: Mapping[str, Any]) -> None:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         response.read()
-    print(
-        json.dumps({"endpoint": endpoint, "key_id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}), flush=True
-    )
+    ready({"endpoint": endpoint, "key_id": key["AccessKeyId"], "secret": key["SecretAccessKey"]})
     sys.stdin.read()
     server.stop()
+
+
+def ready(answer: Mapping[str, Any]) -> None:
+    """Print the ready line, then send anything printed later to stderr (nobody reads stdout any more)."""
+    print(json.dumps(answer), flush=True)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
 
 def main(argv: list[str]) -> int:
