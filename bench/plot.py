@@ -21,7 +21,10 @@ from bench.lib import results
 PREFERRED = ("thumbs/core-s", "x", "ms", "thumbs/s", "cores", "MiB")
 
 
-def plot(doc: dict[str, Any], out: Path, match: str | None = None) -> None:
+def plot(doc: dict[str, Any], out: Path, match: str | None = None) -> bool:
+    """Draw ``doc``'s metrics into ``out``; return False, drawing nothing, for a skipped run (no metric at all)."""
+    if not doc["metrics"] and doc.get("details", {}).get("skipped"):
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,6 +68,7 @@ def plot(doc: dict[str, Any], out: Path, match: str | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     plt.close(fig)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         if doc.get("schema") != results.SCHEMA:
             raise SystemExit(f"{path}: a baseline; plot the result files it was made from")
         out = args.out or path.with_suffix(".png")
-        plot(doc, out, args.match)
-        print(f"wrote {out}")
+        if plot(doc, out, args.match):
+            print(f"wrote {out}")
+        else:
+            print(f"{path}: nothing to plot, the run was skipped ({doc['details']['skipped']})")
     return 0

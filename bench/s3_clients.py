@@ -1,9 +1,9 @@
-"""Which async S3 client the S3 loader uses: obstore against aiobotocore, on moto over loopback.
+"""s3_clients: which async S3 client the S3 loader uses, obstore against aiobotocore, on moto over loopback.
 
-Self-contained: it starts moto in server mode (``ThreadedMotoServer`` on 127.0.0.1, port 0) in a
-process of its own, creates an IAM user and access key, a private bucket and two objects (100 kB
-and 3 MB of random bytes), turns SigV4 checking on, then runs each client in fresh processes,
-alternating, ``--rounds`` times. Per round and client it reports:
+Self-contained: it starts moto in server mode on 127.0.0.1 in a process of its own
+(``bench.lib.origins.MotoStore``: an IAM user and its access key, a private bucket with two
+objects of 100 kB and 3 MB of random bytes, then SigV4 and IAM checks on), then runs each client
+in fresh processes, alternating, ``--rounds`` times. Per round and client it reports:
 
 - ``import_ms``: importing the library (``import obstore`` / ``from aiobotocore.session import get_session``);
 - ``client_ms``: making the client (aiobotocore loads botocore's service model here);
@@ -16,20 +16,27 @@ alternating, ``--rounds`` times. Per round and client it reports:
 - the same with 8 fetches in flight (``cpu_ms_c8``), and per HEAD (``head_ms``, ``head_cpu_ms``).
 
 Moto is a Python server: its latency dominates the wall-clock numbers, so the client's own cost is
-in the CPU and memory columns. The results go to ``--out`` (a JSON file outside the repository;
-default under the system temp folder); the table is printed.
+in the CPU and memory columns, and in the ratios ``obstore/aiobotocore.*`` of the same round.
+What a fetch costs the whole service (each kind of source side by side) is ``python -m bench http
+--variant cold,cold-http,cold-s3``.
 
-    python -m bench.s3_clients                       # 5 rounds, 200 fetches per size
-    python -m bench.s3_clients --rounds 3 --fetches 100 --out /tmp/s3-clients.json
+    python -m bench s3_clients                       # 5 rounds, 200 fetches per size
+    python -m bench s3_clients --rounds 3 --fetches 100
+    python -m bench s3_clients --smoke               # one round of 8 fetches: checks it runs
 
-Needs ``obstore``, ``aiobotocore`` and ``moto[server]`` (with boto3) installed; the credentials are
-throwaway keys made by moto, and the environment of every child has ``AWS_EC2_METADATA_DISABLED=true``
-and explicit keys, so no credential chain looks for instance metadata.
+Needs ``moto[server]`` (the test extra) and the clients: ``obstore`` (the s3 extra) and
+``aiobotocore`` (``pip install aiobotocore``). A client that is not installed is skipped with a
+line; without moto, or without either client, the run is skipped with one line and its result
+holds no metric. The credentials are throwaway keys made by moto, and the environment of every
+child has explicit keys and ``AWS_EC2_METADATA_DISABLED=true``, so no credential chain looks for
+instance metadata.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib
 import json
 import os
 import statistics
@@ -37,40 +44,26 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from bench.lib import cli, results
+from bench.lib.origins import MOTO_MODULES, MotoStore, aws_environment, not_installed, without_aws
+from bench.lib.photos import REPO
+from bench.lib.procs import machine_info
 
 BUCKET = "bench-private"
 SIZES = {"100k": 100_000, "3m": 3_000_000}
-REGION = "us-east-1"
+# client -> what its import costs (what the loader would import), the first its package's name
+IMPORTS = {
+    "obstore": ("obstore", "obstore.store"),
+    "aiobotocore": ("aiobotocore", "aiobotocore.config", "aiobotocore.session"),
+}
+# The client's own cost, where the two are set against each other round by round (wall time is moto's).
+RATIOS = ("import_ms", "client_ms", "rss_import_mib", "rss_mib", "100k_cpu_ms", "3m_cpu_ms", "head_cpu_ms")
 
-MOTO = """
-import json, logging, os, sys, urllib.request
-logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
-config = json.loads(sys.argv[1])
-import boto3
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-host, port = server.get_host_and_port()
-endpoint = f"http://{host}:{port}"
-boot = dict(endpoint_url=endpoint, region_name=config["region"], aws_access_key_id="boot", aws_secret_access_key="boot")
-iam = boto3.client("iam", **boot)
-iam.create_user(UserName="bench")
-policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": "*"}]}
-iam.put_user_policy(UserName="bench", PolicyName="s3", PolicyDocument=json.dumps(policy))
-key = iam.create_access_key(UserName="bench")["AccessKey"]
-s3 = boto3.client("s3", **boot)
-s3.create_bucket(Bucket=config["bucket"])
-for name, size in config["sizes"].items():
-    s3.put_object(Bucket=config["bucket"], Key=f"objects/{name}.bin", Body=os.urandom(size))
-request = urllib.request.Request(
-    endpoint + "/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
-)
-urllib.request.urlopen(request).read()
-print(json.dumps({"endpoint": endpoint, "key": key["AccessKeyId"], "secret": key["SecretAccessKey"]}), flush=True)
-sys.stdin.read()
-server.stop()
-"""
+Get = Callable[[str], Awaitable[tuple[float, int]]]
+Head = Callable[[str], Awaitable[None]]
 
 
 def rss_mib() -> float:
@@ -80,188 +73,205 @@ def rss_mib() -> float:
     return 0.0
 
 
-def run_client(kind: str, endpoint: str, fetches: int) -> dict[str, float]:
-    """In a fresh process: import one library, make a client, and time its fetches."""
-    import asyncio
-
-    base_rss = rss_mib()
-    started = time.perf_counter()
-    if kind == "obstore":
-        import obstore
-        from obstore.store import S3Store
-    else:
-        from aiobotocore.config import AioConfig
-        from aiobotocore.session import get_session
-    result: dict[str, float] = {"import_ms": (time.perf_counter() - started) * 1000}
-    result["rss_import_mib"] = rss_mib() - base_rss
-
-    async def main() -> None:
-        started = time.perf_counter()
-        if kind == "obstore":
-            store = S3Store(
-                BUCKET,
-                endpoint=endpoint,
-                region=REGION,
-                virtual_hosted_style_request=False,
-                client_options={"allow_http": True},
-                retry_config={"max_retries": 0},
-            )
-
-            async def get(key: str) -> tuple[float, int]:
-                t0 = time.perf_counter()
-                response = await obstore.get_async(store, key)
-                first = 0.0
-                size = 0
-                async for chunk in response.stream(min_chunk_size=64 * 1024):
-                    if not size:
-                        first = time.perf_counter() - t0
-                    size += len(chunk)
-                return first, size
-
-            async def head(key: str) -> None:
-                await obstore.head_async(store, key)
-
-            await go(get, head, started, None)
-        else:
-            session = get_session()
-            config = AioConfig(retries={"max_attempts": 1}, s3={"addressing_style": "path"})
-            async with session.create_client("s3", endpoint_url=endpoint, region_name=REGION, config=config) as client:
-
-                async def get(key: str) -> tuple[float, int]:
-                    t0 = time.perf_counter()
-                    response = await client.get_object(Bucket=BUCKET, Key=key)
-                    first = 0.0
-                    size = 0
-                    async with response["Body"] as body:
-                        async for chunk in body.iter_chunks(64 * 1024):
-                            if not size:
-                                first = time.perf_counter() - t0
-                            size += len(chunk)
-                    return first, size
-
-                async def head(key: str) -> None:
-                    await client.head_object(Bucket=BUCKET, Key=key)
-
-                await go(get, head, started, None)
-
-    async def go(get, head, started: float, _: None) -> None:  # type: ignore[no-untyped-def]
-        result["client_ms"] = (time.perf_counter() - started) * 1000
-        t0 = time.perf_counter()
-        await get("objects/100k.bin")
-        result["first_ms"] = (time.perf_counter() - t0) * 1000
-        for name, size in SIZES.items():
-            key = f"objects/{name}.bin"
-            firsts, totals = [], []
-            cpu0 = time.process_time()
-            for _ in range(fetches):
-                t0 = time.perf_counter()
-                first, got = await get(key)
-                totals.append(time.perf_counter() - t0)
-                firsts.append(first)
-                assert got == size, (got, size)
-            result[f"{name}_cpu_ms"] = (time.process_time() - cpu0) / fetches * 1000
-            result[f"{name}_ttfb_ms"] = statistics.median(firsts) * 1000
-            result[f"{name}_total_ms"] = statistics.median(totals) * 1000
-            cpu0 = time.process_time()
-            for _ in range(fetches // 8):
-                await asyncio.gather(*(get(key) for _ in range(8)))
-            result[f"{name}_cpu_ms_c8"] = (time.process_time() - cpu0) / (fetches // 8 * 8) * 1000
-        heads = []
+async def measure(get: Get, head: Head, started: float, fetches: int, result: dict[str, float]) -> None:
+    """Time ``get`` and ``head`` on a warm client (``started``: when making the client began)."""
+    result["client_ms"] = (time.perf_counter() - started) * 1000
+    t0 = time.perf_counter()
+    await get("objects/100k.bin")
+    result["first_ms"] = (time.perf_counter() - t0) * 1000
+    for name, size in SIZES.items():
+        key = f"objects/{name}.bin"
+        firsts: list[float] = []
+        totals: list[float] = []
         cpu0 = time.process_time()
         for _ in range(fetches):
             t0 = time.perf_counter()
-            await head("objects/100k.bin")
-            heads.append(time.perf_counter() - t0)
-        result["head_cpu_ms"] = (time.process_time() - cpu0) / fetches * 1000
-        result["head_ms"] = statistics.median(heads) * 1000
-        # obstore's runtime thread may still be leaving the loop's wake-up call when the last await returns;
-        # exiting at that instant aborts the interpreter (docs/sources.md), so let it finish.
-        await asyncio.sleep(0.01)
+            first, got = await get(key)
+            totals.append(time.perf_counter() - t0)
+            firsts.append(first)
+            if got != size:
+                raise RuntimeError(f"{key}: {got} bytes, expected {size}")
+        result[f"{name}_cpu_ms"] = (time.process_time() - cpu0) / fetches * 1000
+        result[f"{name}_ttfb_ms"] = statistics.median(firsts) * 1000
+        result[f"{name}_total_ms"] = statistics.median(totals) * 1000
+        cpu0 = time.process_time()
+        for _ in range(fetches // 8):
+            await asyncio.gather(*(get(key) for _ in range(8)))
+        result[f"{name}_cpu_ms_c8"] = (time.process_time() - cpu0) / (fetches // 8 * 8) * 1000
+    heads: list[float] = []
+    cpu0 = time.process_time()
+    for _ in range(fetches):
+        t0 = time.perf_counter()
+        await head("objects/100k.bin")
+        heads.append(time.perf_counter() - t0)
+    result["head_cpu_ms"] = (time.process_time() - cpu0) / fetches * 1000
+    result["head_ms"] = statistics.median(heads) * 1000
+    # obstore's runtime thread may still be leaving the loop's wake-up call when the last await returns;
+    # exiting at that instant aborts the interpreter (docs/sources.md), so let it finish.
+    await asyncio.sleep(0.01)
 
-    asyncio.run(main())
+
+async def with_obstore(endpoint: str, region: str, fetches: int, result: dict[str, float]) -> None:
+    import obstore
+    from obstore.store import S3Store
+
+    started = time.perf_counter()
+    store = S3Store(
+        BUCKET,
+        endpoint=endpoint,
+        region=region,
+        virtual_hosted_style_request=False,
+        client_options={"allow_http": True},
+        retry_config={"max_retries": 0},
+    )
+
+    async def get(key: str) -> tuple[float, int]:
+        t0 = time.perf_counter()
+        response = await obstore.get_async(store, key)
+        first = 0.0
+        size = 0
+        async for chunk in response.stream(min_chunk_size=64 * 1024):
+            if not size:
+                first = time.perf_counter() - t0
+            size += len(chunk)
+        return first, size
+
+    async def head(key: str) -> None:
+        await obstore.head_async(store, key)
+
+    await measure(get, head, started, fetches, result)
+
+
+async def with_aiobotocore(endpoint: str, region: str, fetches: int, result: dict[str, float]) -> None:
+    config_module = importlib.import_module("aiobotocore.config")  # untyped, and not in any extra
+    session_module = importlib.import_module("aiobotocore.session")
+    started = time.perf_counter()
+    session = session_module.get_session()
+    config = config_module.AioConfig(retries={"max_attempts": 1}, s3={"addressing_style": "path"})
+    async with session.create_client("s3", endpoint_url=endpoint, region_name=region, config=config) as client:
+
+        async def get(key: str) -> tuple[float, int]:
+            t0 = time.perf_counter()
+            response = await client.get_object(Bucket=BUCKET, Key=key)
+            first = 0.0
+            size = 0
+            async with response["Body"] as body:
+                async for chunk in body.iter_chunks(64 * 1024):
+                    if not size:
+                        first = time.perf_counter() - t0
+                    size += len(chunk)
+            return first, size
+
+        async def head(key: str) -> None:
+            await client.head_object(Bucket=BUCKET, Key=key)
+
+        await measure(get, head, started, fetches, result)
+
+
+def run_client(kind: str, endpoint: str, fetches: int) -> dict[str, float]:
+    """In a fresh process: import one library, make a client, and time its fetches."""
+    base_rss = rss_mib()
+    started = time.perf_counter()
+    for module in IMPORTS[kind]:
+        importlib.import_module(module)
+    result: dict[str, float] = {"import_ms": (time.perf_counter() - started) * 1000}
+    result["rss_import_mib"] = rss_mib() - base_rss
+    region = os.environ["AWS_REGION"]
+    fetch = with_obstore if kind == "obstore" else with_aiobotocore
+    asyncio.run(fetch(endpoint, region, fetches, result))
     result["rss_mib"] = rss_mib() - base_rss
     return result
 
 
-def child_env(credentials: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        AWS_ACCESS_KEY_ID=credentials["key"],
-        AWS_SECRET_ACCESS_KEY=credentials["secret"],
-        AWS_REGION=REGION,
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-    )
-    return env
+def unit(metric: str) -> str:
+    return "MiB" if metric.endswith("_mib") else "ms"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.s3_clients", description=__doc__.split("\n")[0])
+    parser = cli.parser("s3_clients", __doc__)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--fetches", type=int, default=200, help="sequential GETs per object size and round")
-    parser.add_argument("--clients", default="obstore,aiobotocore")
-    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "thumbsvc-s3-clients.json")
+    parser.add_argument("--fetches", type=int, default=200, help="sequential GETs per object size and round (>= 8)")
+    parser.add_argument("--clients", default="obstore,aiobotocore", help="comma-separated: obstore, aiobotocore")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "ENDPOINT", "FETCHES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         kind, endpoint, fetches = args.child
         print(json.dumps(run_client(kind, endpoint, int(fetches))))
         return 0
+    if args.smoke:
+        args.rounds, args.fetches = 1, 8
+    if args.fetches < 8:
+        raise SystemExit("--fetches: at least 8 (the concurrent part runs 8 at a time)")
+    asked = [kind.strip() for kind in args.clients.split(",") if kind.strip()]
+    unknown = [kind for kind in asked if kind not in IMPORTS]
+    if unknown:
+        raise SystemExit(f"unknown client {', '.join(unknown)}: one of {', '.join(IMPORTS)}")
 
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    base_env["AWS_EC2_METADATA_DISABLED"] = "true"
-    moto = subprocess.Popen(
-        [sys.executable, "-c", MOTO, json.dumps({"region": REGION, "bucket": BUCKET, "sizes": SIZES})],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=base_env,
-        text=True,
-    )
-    assert moto.stdout is not None and moto.stdin is not None
-    try:
-        credentials = json.loads(moto.stdout.readline())
-        kinds = [kind.strip() for kind in args.clients.split(",") if kind.strip()]
-        rounds: list[dict[str, dict[str, float]]] = []
-        for number in range(args.rounds):
-            row: dict[str, dict[str, float]] = {}
-            for kind in kinds if number % 2 == 0 else reversed(kinds):
-                done = subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "bench.s3_clients",
-                        "--child",
-                        kind,
-                        credentials["endpoint"],
-                        str(args.fetches),
-                    ],
-                    env=child_env(credentials),
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                row[kind] = json.loads(done.stdout.strip().splitlines()[-1])
-            rounds.append(row)
-            print(f"round {number + 1}/{args.rounds} done", file=sys.stderr)
-    finally:
-        moto.stdin.close()
-        moto.wait(timeout=30)
-    medians = {
-        kind: {metric: statistics.median(r[kind][metric] for r in rounds) for metric in rounds[0][kind]}
-        for kind in kinds
+    result = results.Result("s3_clients", sys.argv[1:] if argv is None else list(argv), smoke=args.smoke)
+    result.machine = machine_info()
+    gone = not_installed(*MOTO_MODULES)
+    kinds = [kind for kind in asked if not not_installed(kind)]
+    if gone or not kinds:
+        reason = (
+            f"{', '.join(gone)} not installed (pip install -e '.[test]')"
+            if gone
+            else f"{' and '.join(asked)} not installed (pip install -e '.[s3]', pip install aiobotocore)"
+        )
+        print(f"s3_clients: skipped, {reason}")
+        result.details["skipped"] = reason
+        return cli.finish(result, args)
+    for kind in asked:
+        if kind not in kinds:
+            print(f"{kind}: skipped, not installed (pip install {kind})")
+    result.settings = {
+        "rounds": args.rounds,
+        "fetches": args.fetches,
+        "sizes": SIZES,
+        "clients": kinds,
+        "versions": {kind: _version(kind) for kind in kinds},
     }
-    report = {"rounds": rounds, "median": medians, "fetches": args.fetches, "python": sys.version.split()[0]}
+
+    moto = MotoStore(BUCKET, random={f"objects/{name}.bin": size for name, size in SIZES.items()})
+    rounds: list[dict[str, dict[str, float]]] = []
+    with tempfile.TemporaryDirectory(prefix="thumbsvc-bench-s3-") as logs:
+        try:
+            store = moto.start(Path(logs) / "moto.log")
+            env = {**without_aws(os.environ), **aws_environment(store)}
+            for number in range(args.rounds):
+                row: dict[str, dict[str, float]] = {}
+                for kind in kinds if number % 2 == 0 else kinds[::-1]:
+                    argv_child = ["--child", kind, store.endpoint, str(args.fetches)]
+                    done = subprocess.run(
+                        [sys.executable, "-m", "bench", "s3_clients", *argv_child],
+                        cwd=REPO,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                    )
+                    if done.returncode != 0:
+                        raise SystemExit(f"{kind} (exit {done.returncode}):\n{done.stderr[-2000:]}")
+                    row[kind] = json.loads(done.stdout.strip().splitlines()[-1])
+                rounds.append(row)
+                print(f"round {number + 1}/{args.rounds} done", file=sys.stderr)
+        finally:
+            moto.stop()
+
+    metrics = list(rounds[0][kinds[0]])
     for kind in kinds:
-        module = "obstore" if kind == "obstore" else "aiobotocore"
-        report.setdefault("versions", {})[kind] = _version(module)
-    args.out.write_text(json.dumps(report, indent=2))
-    metrics = list(medians[kinds[0]])
+        for metric in metrics:
+            result.add(f"{kind}.{metric}", [row[kind][metric] for row in rounds], unit(metric), "lower")
+    if len(kinds) == 2:
+        mine, theirs = kinds if kinds[0] == "obstore" else kinds[::-1]
+        for metric in RATIOS:
+            values = [row[mine][metric] / row[theirs][metric] if row[theirs][metric] else None for row in rounds]
+            result.add(f"{mine}/{theirs}.{metric}", values, "x", "lower")
+    result.details["rounds"] = rounds
+
     print(f"{'median of ' + str(args.rounds) + ' rounds':<20}" + "".join(f"{kind:>14}" for kind in kinds))
     for metric in metrics:
-        print(f"{metric:<20}" + "".join(f"{medians[kind][metric]:>14.2f}" for kind in kinds))
-    print(f"saved to {args.out}")
-    return 0
+        medians = (statistics.median(row[kind][metric] for row in rounds) for kind in kinds)
+        print(f"{metric:<20}" + "".join(f"{value:>14.2f}" for value in medians))
+    return cli.finish(result, args)
 
 
 def _version(module: str) -> str:

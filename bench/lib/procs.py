@@ -13,13 +13,14 @@ from pathlib import Path
 from bench.lib.photos import REPO, bench_home
 
 # A server child gets none of these from the runner's environment, only what the run sets and records:
-# thumbsvc refuses unknown THUMBSVC_* names (the runner's own THUMBSVC_BENCH_* would stop it), and
-# allocator or Pillow variables left over in a shell would change what is measured without a trace.
-SCRUBBED_PREFIXES = ("THUMBSVC_", "MALLOC_", "PILLOW_")
+# thumbsvc refuses unknown THUMBSVC_* names (the runner's own THUMBSVC_BENCH_* would stop it),
+# allocator or Pillow variables left over in a shell would change what is measured without a trace,
+# and a developer's AWS_* keys or profile must never reach a server (the S3 variant gives its own).
+SCRUBBED_PREFIXES = ("THUMBSVC_", "MALLOC_", "PILLOW_", "AWS_")
 
 
 def server_env(settings: Mapping[str, str]) -> dict[str, str]:
-    """Return a server's environment: ours less every THUMBSVC_*, MALLOC_*, PILLOW_* variable, plus ``settings``."""
+    """Return a server's environment: ours less every variable of SCRUBBED_PREFIXES, plus ``settings``."""
     env = {name: value for name, value in os.environ.items() if not name.startswith(SCRUBBED_PREFIXES)}
     env.update(settings)
     return env

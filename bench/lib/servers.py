@@ -1,8 +1,8 @@
 """Servers under test, each started on 127.0.0.1 in its own session and stopped with its whole group.
 
 ``ThumbsvcServer`` runs ``thumbsvc serve`` from a checkout with exactly the settings the run
-records (``procs.server_env`` drops every THUMBSVC_*, MALLOC_* and PILLOW_* variable of the
-runner's own environment first). ``ThumborServer`` runs thumbor 7.8 from its venv
+records (``procs.server_env`` drops every THUMBSVC_*, MALLOC_*, PILLOW_* and AWS_* variable of
+the runner's own environment first). ``ThumborServer`` runs thumbor 7.8 from its venv
 (``bench/setup_venvs.sh``), file loader, no storage.
 """
 
@@ -49,12 +49,16 @@ class Server:
     def start(self, log: Path | None = None) -> None:
         raise NotImplementedError
 
-    def path(self, source: str, width: int, height: int, fit: str) -> str:
-        """Return the URL path of a JPEG q85 thumbnail of ``source`` fitting ``width`` x ``height`` by ``fit``."""
+    def path(self, source: str, width: int, height: int, fit: str, background: str | None = None) -> str:
+        """Return the URL path of a JPEG q85 thumbnail of ``source`` fitting ``width`` x ``height`` by ``fit``.
+
+        ``background`` (``#rrggbb``) is the ``bg:`` option: it changes nothing in an opaque source's
+        thumbnail, only the URL.
+        """
         raise NotImplementedError
 
     def counters(self) -> dict[str, float]:
-        """Work done so far (renders, decodes), where the server tells."""
+        """Work done so far (renders, decodes, fetches and their seconds), where the server tells."""
         return {}
 
     def spawn(self, argv: list[str], env: Mapping[str, str], cwd: Path, log: Path | None) -> None:
@@ -114,23 +118,45 @@ class ThumbsvcServer(Server):
         self.wait_ready("/healthz", log)
 
     def counters(self) -> dict[str, float]:
-        """Renders, decodes and 503s so far, from /metrics (what the checkout exports of them)."""
-        from prometheus_client.parser import text_string_to_metric_families
-
-        wanted = {"thumbsvc_renders_total": "renders", "thumbsvc_decodes_total": "decodes"}
-        found: dict[str, float] = {}
+        """Work done so far, from /metrics (``counters_from``); empty if the server does not answer."""
         try:
-            text = httpx.get(f"{self.base}/metrics", timeout=10).text
+            return counters_from(httpx.get(f"{self.base}/metrics", timeout=10).text)
         except httpx.HTTPError:
-            return found
-        for family in text_string_to_metric_families(text):
-            for item in family.samples:
-                if item.name in wanted:
-                    found[wanted[item.name]] = found.get(wanted[item.name], 0.0) + item.value
-        return found
+            return {}
 
-    def path(self, source: str, width: int, height: int, fit: str) -> str:
-        return self.signer.path(source, width=width, height=height, fit=fit, format="jpeg", quality=85)
+    def path(self, source: str, width: int, height: int, fit: str, background: str | None = None) -> str:
+        options: dict[str, object] = {"width": width, "height": height, "fit": fit, "format": "jpeg", "quality": 85}
+        if background is not None:
+            options["background"] = background
+        return self.signer.path(source, **options)
+
+
+def counters_from(text: str) -> dict[str, float]:
+    """Given thumbsvc's /metrics text, return the work it counts (what the checkout exports of it).
+
+    ``renders``, ``decodes``, ``joins`` (single-flight joins, every cache: 0 when every URL in
+    flight is fresh), and per source kind ``fetches.KIND`` and ``fetch_s.KIND`` (the count and the
+    sum of ``thumbsvc_fetch_seconds``: wall time per fetch).
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = {
+        "thumbsvc_renders_total": "renders",
+        "thumbsvc_decodes_total": "decodes",
+        "thumbsvc_singleflight_joins_total": "joins",
+    }
+    by_kind = {"thumbsvc_fetch_seconds_count": "fetches", "thumbsvc_fetch_seconds_sum": "fetch_s"}
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for item in family.samples:
+            if item.name in wanted:
+                name = wanted[item.name]
+            elif item.name in by_kind:
+                name = f"{by_kind[item.name]}.{item.labels.get('kind', '')}"
+            else:
+                continue
+            found[name] = found.get(name, 0.0) + item.value
+    return found
 
 
 class ThumborServer(Server):
@@ -167,7 +193,9 @@ class ThumborServer(Server):
         self.spawn(argv, server_env({}), Path.cwd(), log)
         self.wait_ready("/healthcheck", log)
 
-    def path(self, source: str, width: int, height: int, fit: str) -> str:
+    def path(self, source: str, width: int, height: int, fit: str, background: str | None = None) -> str:
+        if background is not None:
+            raise ValueError("thumbor serves the local variants only: no bg option")
         prefix = "fit-in/" if fit == "contain" else ""
         return f"/unsafe/{prefix}{width}x{height}/{source}"
 
