@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import random
 import socket
+import subprocess
+import sys
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +29,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, features
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from tests.helpers import TEST_KEY, corpus_path, decode, make_photo
+from tests import hostile
+from tests.helpers import REPO, TEST_KEY, corpus_path, decode, make_photo
+from tests.hostile import MIB
 from tests.origin import (
     LoopbackOnlyBackend,
     OriginServer,
@@ -353,6 +359,103 @@ CORPUS_BOMBS = [
 @pytest.mark.parametrize(("source", "expected"), CORPUS_BOMBS)
 def test_corpus_bombs_and_broken_files(world: World, corpus: Path, source: str, expected: int) -> None:
     check_error(world, world.client.get(SIGNER.path(source, width=100)), expected)
+
+
+# The cost of one request is bounded before the work is done (issue 14) -------------------------------------------
+# Each file is crafted by tests/hostile.py: the structure a decoder walks before any pixel, repeated far past
+# what a real file holds. Served by an app with the default limits (a 25 MB source cap), so the files can be
+# as large as an attacker's. Each answer must come in under a second of CPU (the process's, so the app's
+# threads count), and a healthy thumbnail renders right after.
+
+PRE_DECODE = [
+    # PNG text bomb: 1500 zTXt chunks of 1 MiB, each inflated by the pre-check (0.9-5.8 s for a 422 before).
+    ("ztxt-1500x1MiB.png", hostile.png_ztxt_bomb, (), 413),
+    # Many 1 MB iCCP chunks: Pillow inflates every one (0.34 s for 200; 25 MB holds thousands).
+    ("iccp-2000.png", hostile.png_iccp_bomb, (2000,), 413),
+    # A million empty chunks before the pixels: 2.8 s and 150 MB of Pillow's chunk loop.
+    ("chunks-1M.png", hostile.png_empty_chunks, (1_000_000,), 413),
+    ("idat-1M.png", hostile.png_empty_idat, (1_000_000,), 413),
+    # An eXIf chunk of 1 MB: parsed entry by entry to read the orientation.
+    ("exif-1MB.png", hostile.png_big_exif, (), 413),
+    # 300,000 tiny EXIF segments: Pillow joins them one by one (quadratic: 12-23 s).
+    ("exif-300k.jpg", hostile.jpeg_exif_segments, (300_000,), 413),
+    # 20 MB of empty APP0 markers before a 64x48 image: 5-9 s and 700 MB.
+    ("app0-20MB.jpg", hostile.jpeg_empty_app0, (20_000_000,), 413),
+    # 20 MB of full APP11 segments: all kept in memory by Pillow.
+    ("metadata-20MB.jpg", hostile.jpeg_metadata, (), 413),
+    # Fill bytes and junk between markers, skipped a byte at a time (6 s for 20 MB of 0xFF).
+    ("fill-20MB.jpg", hostile.jpeg_fill_bytes, (20_000_000,), 422),
+    ("junk-20MB.jpg", hostile.jpeg_junk, (20_000_000,), 422),
+    # Progressive scan bomb: 1000 repeats of one scan in 41 KB, each a pass over 4 MP (2.3 s).
+    ("scans-1000.jpg", hostile.jpeg_scans, (1000,), 413),
+    # 1.6 M GIF frames: counting them all took 3-5 s to reach the 413.
+    ("frames-1.6M.gif", hostile.gif_frames, (1_600_000,), 413),
+    # A comment of 10 M one-byte blocks read (and kept) at open; image data in one-byte blocks; stray bytes.
+    ("comment-10M.gif", hostile.gif_comment_blocks, (10_000_000,), 413),
+    ("data-blocks-10M.gif", hostile.gif_data_blocks, (10_000_000,), 413),
+    ("stray-20MB.gif", hostile.gif_stray, (20_000_000,), 422),
+    # WebP: 400,000 frames or 3 M unknown chunks indexed by libwebp's demuxer before any count is checked.
+    ("frames-400k.webp", hostile.webp_animation, (400_000,), 413),
+    ("chunks-3M.webp", hostile.webp_animation, (1, 3_000_000), 413),
+]
+
+
+@dataclass
+class Bombs:
+    client: TestClient
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bombs]:
+    root = tmp_path_factory.mktemp("bombs")
+    (root / "ok.jpg").write_bytes(make_photo((800, 600)))
+    config = Settings(keys=(TEST_KEY,), media_root=str(root), render_slots=2)
+    with TestClient(create_app(config)) as client:
+        yield Bombs(client, root)
+
+
+@pytest.mark.parametrize(("name", "build", "args", "expected"), PRE_DECODE, ids=[row[0] for row in PRE_DECODE])
+def test_pre_decode_work_is_bounded(
+    bombs: Bombs, name: str, build: Callable[..., bytes], args: tuple[int, ...], expected: int
+) -> None:
+    data = build(*args)
+    assert len(data) <= 25_000_000, "over the byte cap: the test would prove nothing"
+    (bombs.root / name).write_bytes(data)
+    started = time.process_time()
+    response = bombs.client.get(SIGNER.path(name, width=300, height=200, fit="cover"))
+    cpu_s = time.process_time() - started
+    (bombs.root / name).unlink()
+    assert response.status_code == expected, response.text
+    assert response.headers["cache-control"].startswith("public, max-age=")
+    assert cpu_s < 1.0, f"{name} cost {cpu_s:.2f} s of CPU"
+    healthy = bombs.client.get(SIGNER.path("ok.jpg", width=200, height=200, fit="cover"))
+    assert healthy.status_code == 200
+
+
+MEMORY_BOMBS = [
+    ("jpeg_empty_app0", "20000000"),  # 700 MB before
+    ("gif_comment_blocks", "1000000"),  # 88 MB for 2 MB of comment blocks
+    ("webp_animation", "1", "1000000"),  # 40 MB of demuxer index for 1 M unknown chunks
+    ("avif_frames", "2000000"),  # 176 MB: libavif's sample table for 2 M claimed frames
+]
+
+
+@pytest.mark.parametrize("args", MEMORY_BOMBS, ids=[row[0] for row in MEMORY_BOMBS])
+def test_pre_decode_memory_is_bounded(args: tuple[str, ...]) -> None:
+    # Peak resident-set growth of opening one file, in a fresh process (tests/hostile.py).
+    if args[0] == "avif_frames" and not features.check("avif"):
+        pytest.skip("Pillow has no AVIF support here")
+    probe = subprocess.run(
+        [sys.executable, "-m", "tests.hostile", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    if probe.returncode == 3:
+        pytest.skip("the kernel cannot reset the peak resident set (/proc/self/clear_refs)")
+    assert probe.returncode == 0, probe.stderr
+    result = json.loads(probe.stdout)
+    assert result["status"] == 413
+    assert result["growth_bytes"] < 16 * MIB, f"{args[0]} grew the process by {result['growth_bytes'] / MIB:.0f} MiB"
+    assert result["cpu_s"] < 0.5
 
 
 # Remote sources: SSRF (403, and the trap never accepts) ---------------------------------------------------------
