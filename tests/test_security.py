@@ -223,6 +223,17 @@ def check_error(world: World, response: Any, expected: int) -> None:
 
 GOOD = SIGNER.path("photos/landscape.jpg", width=300, height=200, fit="cover")
 GOOD_SIG, GOOD_PAYLOAD = GOOD[1:].split("/", 1)
+BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# A signed path whose signature has a '-', to spell it with the standard alphabet's '+'.
+DASHED = next(
+    path for width in range(100, 1000) if "-" in (path := SIGNER.path("photos/landscape.jpg", width=width))[1:44]
+)
+
+
+def flip_unused_bits(signature: str, bits: int) -> str:
+    # 32 bytes in 43 characters: the last one carries 4 bits of the MAC and 2 that decoding ignores.
+    return signature[:-1] + BASE64URL[BASE64URL.index(signature[-1]) ^ bits]
+
 
 SIGNATURE_ATTACKS = [
     ("no signature segment", "/300x200/fit:cover/photos/landscape.jpg"),
@@ -242,7 +253,20 @@ SIGNATURE_ATTACKS = [
     ("signature repeated", f"/{GOOD_SIG}/{GOOD_SIG}/{GOOD_PAYLOAD}"),
     ("non-ASCII signature", "/%C3%A9t%C3%A9/" + GOOD_PAYLOAD),
     ("signature of a traversal", f"/{GOOD_SIG}/300x200/fit:cover/../../secret.txt"),
+    # One thumbnail, one URL (issue 14): every other spelling of a valid MAC would be a new CDN cache key.
+    ("signature padded", f"/{GOOD_SIG}=/{GOOD_PAYLOAD}"),
+    ("signature padded 300 times", f"/{GOOD_SIG}{'=' * 300}/{GOOD_PAYLOAD}"),
+    ("signature standard alphabet", DASHED.replace("-", "+", 1)),
+    ("signature unused bits flipped (1)", f"/{flip_unused_bits(GOOD_SIG, 1)}/{GOOD_PAYLOAD}"),
+    ("signature unused bits flipped (2)", f"/{flip_unused_bits(GOOD_SIG, 2)}/{GOOD_PAYLOAD}"),
+    ("signature unused bits flipped (3)", f"/{flip_unused_bits(GOOD_SIG, 3)}/{GOOD_PAYLOAD}"),
+    ("signature with a stray character", f"/{GOOD_SIG[:20]}.{GOOD_SIG[20:]}/{GOOD_PAYLOAD}"),
 ]
+
+
+def test_the_canonical_spellings_are_served(world: World) -> None:
+    assert world.client.get(GOOD).status_code == 200
+    assert world.client.get(DASHED).status_code == 200
 
 
 @pytest.mark.parametrize(("name", "path"), SIGNATURE_ATTACKS, ids=[row[0] for row in SIGNATURE_ATTACKS])
