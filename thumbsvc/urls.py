@@ -5,6 +5,11 @@ any string (spaces, ``+``, ``~``, ``?``, ``#``, unicode, literal ``%41``) surviv
 trip, ``:`` is always escaped (so the source never looks like an option), and ``/`` is
 kept readable except where it would make an empty path segment: a leading
 ``/`` and every ``/`` of a run such as ``https://`` become ``%2F``.
+
+A media-root source names a file by its path, so ``./a.jpg``, ``b/../a.jpg`` and
+``a//b.jpg`` would be second URLs for one thumbnail (and browsers and HTTP clients remove
+dot segments before sending, so a signed ``./a.jpg`` arrives as another path): such
+sources are refused here, where both the client and the server parse.
 """
 
 from __future__ import annotations
@@ -18,12 +23,22 @@ from thumbsvc.options import RenderOptions, format_options, parse_options, split
 # Characters left as they are in an encoded source, besides letters and digits.
 _SAFE = "/-._~!$&'()*=@"
 _EMPTY_SEGMENT_SLASH = re.compile(r"^/|/(?=/)|(?<=/)/")
+# Sources that are URLs (the loaders' schemes); anything else is a path under the media root.
+_URL_PREFIXES = ("http://", "https://", "s3://")
+# Segments that make a second path to the same file: empty (``a//b``, a trailing ``/``), ``.`` and ``..``.
+_ALIAS_SEGMENTS = frozenset({"", ".", ".."})
 
 
 def encode_source(source: str) -> str:
-    """Given a source (relative path or absolute URL), return its canonical path text."""
+    """Given a source (relative path or absolute URL), return its canonical path text.
+
+    Raise ValueError for an empty source and for a media-root path with empty, ``.`` or ``..``
+    segments (a leading ``/`` is left to the loader, which refuses absolute paths).
+    """
     if not source:
         raise ValueError("source must not be empty")
+    if not source.lower().startswith(_URL_PREFIXES) and _ALIAS_SEGMENTS.intersection(source.lstrip("/").split("/")):
+        raise ValueError("a media-root source may not have empty, '.' or '..' path segments")
     encoded = quote(source, safe=_SAFE, encoding="utf-8", errors="strict")
     return _EMPTY_SEGMENT_SLASH.sub("%2F", encoded)
 
