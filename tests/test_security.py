@@ -560,6 +560,9 @@ REMOTE = [
     ("redirect to file", "http://origin.test:{origin}/to-file", 403),
     ("redirect to gopher", "http://origin.test:{origin}/to-gopher", 403),
     ("redirect off the allowlist", "http://origin.test:{origin}/to-elsewhere", 403),
+    # Tomcat-style origins read '..;' as '..' (issue 14): refused like dot segments, also encoded.
+    ("dot segment with parameters", "http://origin.test:{origin}/a/..;/cat.jpg", 403),
+    ("encoded dot segment with parameters", "http://origin.test:{origin}/a/%2e%2e;jsessionid=1/cat.jpg", 403),
     ("octal dotted quad", "http://0177.0.0.1:{trap}/secret", 400),  # httpx refuses to read it
     ("broken URL", "http://[::1:{trap}/secret", 400),
     ("allowlisted name without DNS", "http://www.example.test/cat.jpg", 502),
