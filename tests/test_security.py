@@ -48,8 +48,10 @@ from tests.origin import (
     redirect,
     repeat,
     short_body,
+    short_then_junk,
     slow_headers,
     status,
+    with_extra_response,
 )
 from thumbsvc.app import create_app
 from thumbsvc.client import URLSigner
@@ -58,6 +60,7 @@ from thumbsvc.options import FITS, FORMATS, GRAVITIES, RenderOptions, make_optio
 from thumbsvc.signing import PathSigner
 from thumbsvc.sources import Sources
 from thumbsvc.sources.http import HttpSource
+from thumbsvc.sources.pool import REUSE_QUIET_S
 from thumbsvc.urls import build_payload, decode_source, encode_source, split_path
 
 SIGNER = URLSigner(key=TEST_KEY)
@@ -146,6 +149,16 @@ def set_up_origin(origin: OriginServer, trap: OriginServer) -> None:
     origin.route("/to-cat", redirect("/cat.jpg", 301))
     for hop in range(5):
         origin.route(f"/hop{hop}", redirect(f"/hop{hop + 1}"))
+    # Response desynchronisation: answers that carry more than they declare.
+    origin.route("/smuggle.jpg", with_extra_response(solid((255, 0, 0)), solid((0, 0, 255))))
+    origin.route("/short-junk.jpg", short_then_junk(solid((255, 0, 0)), b"HTTP/1.1 999 junk\r\n" * 40, missing=0))
+    origin.route("/next.jpg", body(solid((0, 255, 0))))
+
+
+def solid(colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), colour).save(buffer, "JPEG")
+    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -191,8 +204,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         edge = LoopbackOnlyBackend()
         # The network edge for tests: same loader, names from the table, sockets to loopback only.
         thumbnailer = app.state.thumbnailer
+        policy = thumbnailer.sources.remote.policy  # what service.py made of the settings
         thumbnailer.sources = Sources(
-            thumbnailer.sources.local, HttpSource(config, resolver=resolve, network_backend=edge)
+            thumbnailer.sources.local, HttpSource(policy, resolver=resolve, network_backend=edge)
         )
         with TestClient(app) as client:
             yield World(client, root, origin, trap, edge, lookups, closed_port)
@@ -587,6 +601,22 @@ def test_remote_attacks(world: World, name: str, url: str, expected: int) -> Non
     source = url.format(origin=world.origin.port, trap=world.trap.port, closed=world.closed_port)
     check_error(world, world.client.get(SIGNER.path(source, width=100)), expected)
     assert world.trap.accepts == 0
+
+
+@pytest.mark.parametrize("attack", ["/smuggle.jpg", "/short-junk.jpg"])
+@pytest.mark.parametrize("pause_s", [0.0, REUSE_QUIET_S])
+def test_an_origin_cannot_answer_for_the_next_source(world: World, attack: str, pause_s: float) -> None:
+    # HTTP response desynchronisation (issue 14): an extra response in the same write made the next source
+    # from that host render as the extra (blue) image, served as immutable; junk after a response made the
+    # next valid source a 502. The next source must be its own (green) image.
+    run = f"?run={attack[1:]}-{pause_s}"  # URLs of their own: no cache answers for them
+    assert world.client.get(SIGNER.path(remote(world, attack + run), width=32, format="png")).status_code == 200
+    time.sleep(pause_s)
+    response = world.client.get(SIGNER.path(remote(world, "/next.jpg" + run), width=32, format="png"))
+    assert response.status_code == 200, response.text
+    pixel = decode(response.content).convert("RGB").getpixel((16, 12))
+    assert isinstance(pixel, tuple) and pixel[1] > 200 and pixel[0] < 60 and pixel[2] < 60, pixel
+    assert [seen.path for seen in world.origin.seen[-2:]] == [attack + run, "/next.jpg" + run]
 
 
 def test_remote_source_renders(world: World) -> None:

@@ -120,9 +120,18 @@ class Thumbnailer:
         remote = None
         if settings.allowed_sources and not settings.dev_mode:
             # Imported only when remote sources are on: httpx and what it loads are 7 MiB of an idle process.
-            from thumbsvc.sources.http import HttpSource
+            from thumbsvc.sources.http import FetchPolicy, HttpSource
 
-            remote = HttpSource(settings)
+            remote = HttpSource(
+                FetchPolicy(
+                    allowed_sources=settings.allowed_sources,
+                    allow_private_networks=settings.allow_private_networks,
+                    connect_timeout_s=settings.connect_timeout_s,
+                    fetch_timeout_s=settings.fetch_timeout_s,
+                    max_redirects=settings.max_redirects,
+                    max_source_bytes=settings.max_source_bytes,
+                )
+            )
         self.sources = Sources(local, remote)
 
     def parse(self, raw_path: str, accept: str | None) -> ThumbRequest:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from thumbsvc.config import ConfigError, Settings
 from thumbsvc.errors import Forbidden
+from thumbsvc.service import Thumbnailer
 from thumbsvc.sources.allowlist import Allowlist, decode_path, normalize_host, parse_rule
 from thumbsvc.sources.http import HttpSource
 
@@ -171,12 +172,14 @@ def test_bad_entries_stop_startup(entry: str) -> None:
 def test_bad_entry_refused_when_the_source_is_built() -> None:
     settings = Settings(keys=("k",), allowed_sources=("media.example:8080",))
     with pytest.raises(ConfigError):
-        HttpSource(settings)
+        Thumbnailer(settings)
 
 
 def test_settings_from_env_feed_the_allowlist() -> None:
     settings = Settings.from_env({"THUMBSVC_KEY": "k", "THUMBSVC_ALLOWED_SOURCES": "good.example, *.cdn.example"})
-    rules = HttpSource(settings).allowlist
+    remote = Thumbnailer(settings).sources.remote
+    assert isinstance(remote, HttpSource)
+    rules = remote.allowlist
     assert rules.allows(httpx.URL("https://x.cdn.example/a.jpg"))
     assert not rules.allows(httpx.URL("https://evil.example/a.jpg"))
 
