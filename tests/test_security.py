@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import random
 import socket
 import subprocess
@@ -100,6 +101,11 @@ def build_media_root(root: Path) -> None:
     (root / "photos" / "small.png").write_bytes(make_photo((64, 48), fmt="PNG"))
     (root.parent / "secret.txt").write_text(SECRET)
     (root / "escape.jpg").symlink_to(root.parent / "secret.txt")
+    (root / "loop-a").symlink_to(root / "loop-b")
+    (root / "loop-b").symlink_to(root / "loop-a")
+    os.mkfifo(root / "fifo.jpg")
+    for size in ((1, 65535), (16, 3000), (5, 1000), (3000, 16)):
+        Image.new("RGB", size, (90, 120, 200)).save(root / f"thin-{size[0]}x{size[1]}.png")
     (root / "evil.svg").write_bytes(
         b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
         b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><text>&x;</text></svg>'
@@ -346,6 +352,12 @@ LOCAL = [
     ("photos", 404),  # a directory
     ("photos/missing.jpg", 404),
     ("photos/\uff4candscape.jpg", 404),  # fullwidth 'l': no normalisation to another file
+    # Every error is a 4xx (issue 14): these raised OSError and answered 500 with a traceback.
+    ("x" * 300 + ".jpg", 404),  # ENAMETOOLONG (a 6 KB path: tests/sources/test_local.py)
+    ("loop-a", 404),  # ELOOP
+    ("loop-a/photo.jpg", 404),
+    ("photos/landscape.jpg/inside.jpg", 404),  # ENOTDIR
+    ("fifo.jpg", 404),  # opened without blocking, refused as not a regular file
 ]
 
 
@@ -393,6 +405,22 @@ def test_alias_segments_are_refused(world: World) -> None:
             assert (source, status) == (source, 400), text
             assert "Malformed" in text and SECRET not in text
         assert raw_get(base, SIGNER.path("photos/landscape.jpg", width=100))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"), [((1, 65535), (1, 1)), ((16, 3000), (16, 11)), ((5, 1000), (5, 3)), ((3000, 16), (24, 16))]
+)
+def test_smart_crop_renders_extreme_aspect_ratios(
+    world: World, size: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    # Every error is a 4xx or a clean 5xx (issue 14): the analysis sample of a 1x65535 source is one pixel
+    # thin, and blanking its rim raised "Coordinate 'right' is less than 'left'": a 422 a CDN kept.
+    source = f"thin-{size[0]}x{size[1]}.png"
+    response = world.client.get(SIGNER.path(source, width=300, height=200, fit="cover", gravity="smart"))
+    assert response.status_code == 200, response.text
+    image = decode(response.content)
+    assert image.size == expected  # never enlarged: the largest 3:2 box the source allows
+    assert image.convert("RGB").getpixel((0, 0)) == pytest.approx((90, 120, 200), abs=3)
 
 
 # Refused and hostile formats ------------------------------------------------------------------------------------
