@@ -20,6 +20,7 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -535,6 +537,43 @@ def test_pre_decode_work_is_bounded(
     assert cpu_s < 1.0, f"{name} cost {cpu_s:.2f} s of CPU"
     healthy = bombs.client.get(SIGNER.path("ok.jpg", width=200, height=200, fit="cover"))
     assert healthy.status_code == 200
+
+
+def test_healthy_thumbnails_are_served_while_bombs_arrive(bombs: Bombs) -> None:
+    # Two clients send the costliest pre-decode files in a loop to a real uvicorn; meanwhile a third asks
+    # for healthy thumbnails (every URL new). Each must come back, and promptly: before the fix one
+    # APP0 bomb took 5 s of CPU and 700 MB, and 1.6 M GIF frames 3 s.
+    names = {"app0.jpg": hostile.jpeg_empty_app0(20_000_000), "frames.gif": hostile.gif_frames(1_600_000)}
+    names["ztxt.png"] = hostile.png_ztxt_bomb()
+    names["exif.jpg"] = hostile.jpeg_exif_segments(300_000)
+    for name, data in names.items():
+        (bombs.root / name).write_bytes(data)
+    app = create_app(Settings(keys=(TEST_KEY,), media_root=str(bombs.root), render_slots=2))
+    refused: Counter[int] = Counter()
+    stop = threading.Event()
+
+    def attack() -> None:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            while not stop.is_set():
+                for name in names:
+                    refused[client.get(SIGNER.path(name, width=300, height=200, fit="cover")).status_code] += 1
+
+    with serve_in_thread(app) as base:
+        attackers = [threading.Thread(target=attack) for _ in range(2)]
+        for thread in attackers:
+            thread.start()
+        latencies = []
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for width in range(100, 130):
+                started = time.perf_counter()
+                response = client.get(SIGNER.path("ok.jpg", width=width, height=100, fit="cover"))
+                latencies.append(time.perf_counter() - started)
+                assert response.status_code == 200
+        stop.set()
+        for thread in attackers:
+            thread.join()
+    assert set(refused) == {413} and sum(refused.values()) >= 8
+    assert max(latencies) < 3.0, f"a healthy thumbnail took {max(latencies):.1f} s"
 
 
 MEMORY_BOMBS = [

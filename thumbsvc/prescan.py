@@ -103,13 +103,15 @@ def check_jpeg(data: bytes) -> None:
     pos, size = 2, len(data)
     markers = metadata = exif = stray = 0
     while pos + 1 < size:
+        # Stray bytes are skipped in C, but never past the budget (nor the GIL held over megabytes).
+        window = min(size, pos + MAX_STRAY_BYTES - stray + 2)
         if data[pos] != 0xFF:  # junk: Pillow skips it a byte at a time
-            found = data.find(b"\xff", pos)
-            end = size if found < 0 else found
+            found = data.find(b"\xff", pos, window)
+            end = window if found < 0 else found
             stray += end - pos
             pos = end
         elif data[pos + 1] == 0xFF:  # fill bytes before a marker
-            run = _FILL.match(data, pos)
+            run = _FILL.match(data, pos, window)
             end = run.end() - 1 if run else pos  # the last 0xFF of the run starts the marker
             stray += end - pos
             pos = end
@@ -314,8 +316,9 @@ class _GifWalk:
         self.sub_blocks()
 
     def skip_stray(self) -> None:
-        found = _GIF_BLOCK_START.search(self.data, self.pos)
-        end = found.start() if found else len(self.data)
+        window = min(len(self.data), self.pos + MAX_STRAY_BYTES - self.stray + 1)
+        found = _GIF_BLOCK_START.search(self.data, self.pos, window)
+        end = found.start() if found else window
         self.stray += end - self.pos
         if self.stray > MAX_STRAY_BYTES:
             raise UnprocessableSource(f"GIF has over {MAX_STRAY_BYTES} stray bytes between blocks")
