@@ -2,7 +2,8 @@
 
 ``OriginServer`` is an HTTP(S) server in a thread bound to a 127.x address. Each
 route is a small function writing to the raw socket, so an origin can be slow, lie
-about its length, redirect anywhere, gzip-bomb or send bytes that are not HTTP.
+about its length, redirect anywhere, gzip-bomb, send bytes that are not HTTP or
+answer with more than one response.
 It counts accepted connections, so a test can prove nothing connected to it.
 
 ``LoopbackOnlyBackend`` sits under the code under test at the socket edge: it
@@ -203,6 +204,57 @@ def short_body(declared: int, data: bytes) -> Handler:
     def handle(handler: OriginHandler) -> None:
         handler.close_connection = True
         send(handler, 200, data, length=declared)
+
+    return handle
+
+
+def response_bytes(data: bytes, *, length: int | None = None) -> bytes:
+    """A whole 200 response as bytes (declaring ``length``, by default the truth), for handlers that write more."""
+    declared = len(data) if length is None else length
+    return f"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {declared}\r\n\r\n".encode() + data
+
+
+def with_extra_response(data: bytes, extra: bytes, *, writes: int = 1) -> Handler:
+    """Answer with ``data`` and at once a second response nobody asked for (carrying ``extra``).
+
+    One write puts both in one TCP segment (one TLS record); two writes put them in two TLS
+    records that still arrive together. A client that reuses the connection reads the second
+    response as the answer to its next request.
+    """
+
+    def handle(handler: OriginHandler) -> None:
+        if writes == 1:
+            handler.wfile.write(response_bytes(data) + response_bytes(extra))
+        else:
+            handler.wfile.write(response_bytes(data))
+            handler.wfile.write(response_bytes(extra))
+        handler.wfile.flush()
+
+    return handle
+
+
+def short_then_junk(data: bytes, junk: bytes, *, missing: int) -> Handler:
+    """Declare ``missing`` bytes more than ``data`` holds, then send ``junk`` in the same write (keep the connection).
+
+    The declared length swallows the first ``missing`` bytes of junk; the rest is left over.
+    """
+
+    def handle(handler: OriginHandler) -> None:
+        handler.wfile.write(response_bytes(data, length=len(data) + missing) + junk)
+        handler.wfile.flush()
+
+    return handle
+
+
+def late_bytes(data: bytes, late: bytes, *, delay_s: float) -> Handler:
+    """Answer with ``data``, then after ``delay_s`` send ``late`` on the idle connection, unrequested."""
+
+    def handle(handler: OriginHandler) -> None:
+        handler.wfile.write(response_bytes(data))
+        handler.wfile.flush()
+        time.sleep(delay_s)
+        handler.wfile.write(late)
+        handler.wfile.flush()
 
     return handle
 

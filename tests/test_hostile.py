@@ -113,7 +113,7 @@ def stalled_world(
         # The network edge for tests: the same loader, sockets to loopback only.
         thumbnailer.sources = Sources(
             thumbnailer.sources.local,
-            HttpSource(settings, network_backend=LoopbackOnlyBackend()),
+            HttpSource(thumbnailer.sources.remote.policy, network_backend=LoopbackOnlyBackend()),
             gate=thumbnailer.sources.gate,
         )
         with serve_in_thread(app) as base:

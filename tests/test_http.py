@@ -246,8 +246,7 @@ def test_crop_outside_the_image_is_400(client: TestClient, signer: URLSigner) ->
     [
         ("photos/missing.jpg", 404),
         ("photos", 404),  # a directory
-        ("../outside.jpg", 403),
-        ("photos/../../outside.jpg", 403),
+        # '..' segments: the client refuses to sign them (tests/test_security.py, ALIASES).
         ("/etc/passwd", 403),
         ("photos/%2e%2e/%2e%2e/outside.jpg", 404),  # a literal name, decoded once only
         ("escape/outside.jpg", 403),  # a symlink out of the root

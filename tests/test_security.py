@@ -14,22 +14,32 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import os
 import random
 import socket
+import subprocess
+import sys
+import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, features
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from tests.helpers import TEST_KEY, corpus_path, decode, make_photo
+from tests import hostile
+from tests.helpers import REPO, TEST_KEY, corpus_path, decode, make_photo
+from tests.hostile import MIB
+from tests.live import serve_in_thread
 from tests.origin import (
     LoopbackOnlyBackend,
     OriginServer,
@@ -41,8 +51,10 @@ from tests.origin import (
     redirect,
     repeat,
     short_body,
+    short_then_junk,
     slow_headers,
     status,
+    with_extra_response,
 )
 from thumbsvc.app import create_app
 from thumbsvc.client import URLSigner
@@ -51,6 +63,7 @@ from thumbsvc.options import FITS, FORMATS, GRAVITIES, RenderOptions, make_optio
 from thumbsvc.signing import PathSigner
 from thumbsvc.sources import Sources
 from thumbsvc.sources.http import HttpSource
+from thumbsvc.sources.pool import REUSE_QUIET_S
 from thumbsvc.urls import build_payload, decode_source, encode_source, split_path
 
 SIGNER = URLSigner(key=TEST_KEY)
@@ -90,6 +103,11 @@ def build_media_root(root: Path) -> None:
     (root / "photos" / "small.png").write_bytes(make_photo((64, 48), fmt="PNG"))
     (root.parent / "secret.txt").write_text(SECRET)
     (root / "escape.jpg").symlink_to(root.parent / "secret.txt")
+    (root / "loop-a").symlink_to(root / "loop-b")
+    (root / "loop-b").symlink_to(root / "loop-a")
+    os.mkfifo(root / "fifo.jpg")
+    for size in ((1, 65535), (16, 3000), (5, 1000), (3000, 16)):
+        Image.new("RGB", size, (90, 120, 200)).save(root / f"thin-{size[0]}x{size[1]}.png")
     (root / "evil.svg").write_bytes(
         b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
         b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><text>&x;</text></svg>'
@@ -139,6 +157,16 @@ def set_up_origin(origin: OriginServer, trap: OriginServer) -> None:
     origin.route("/to-cat", redirect("/cat.jpg", 301))
     for hop in range(5):
         origin.route(f"/hop{hop}", redirect(f"/hop{hop + 1}"))
+    # Response desynchronisation: answers that carry more than they declare.
+    origin.route("/smuggle.jpg", with_extra_response(solid((255, 0, 0)), solid((0, 0, 255))))
+    origin.route("/short-junk.jpg", short_then_junk(solid((255, 0, 0)), b"HTTP/1.1 999 junk\r\n" * 40, missing=0))
+    origin.route("/next.jpg", body(solid((0, 255, 0))))
+
+
+def solid(colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), colour).save(buffer, "JPEG")
+    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -184,9 +212,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         edge = LoopbackOnlyBackend()
         # The network edge for tests: same loader, names from the table, sockets to loopback only.
         thumbnailer = app.state.thumbnailer
+        policy = thumbnailer.sources.remote.policy  # what service.py made of the settings
         thumbnailer.sources = Sources(
             thumbnailer.sources.local,
-            HttpSource(config, resolver=resolve, network_backend=edge),
+            HttpSource(policy, resolver=resolve, network_backend=edge),
             gate=thumbnailer.sources.gate,
         )
         with TestClient(app) as client:
@@ -219,6 +248,17 @@ def check_error(world: World, response: Any, expected: int) -> None:
 
 GOOD = SIGNER.path("photos/landscape.jpg", width=300, height=200, fit="cover")
 GOOD_SIG, GOOD_PAYLOAD = GOOD[1:].split("/", 1)
+BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# A signed path whose signature has a '-', to spell it with the standard alphabet's '+'.
+DASHED = next(
+    path for width in range(100, 1000) if "-" in (path := SIGNER.path("photos/landscape.jpg", width=width))[1:44]
+)
+
+
+def flip_unused_bits(signature: str, bits: int) -> str:
+    # 32 bytes in 43 characters: the last one carries 4 bits of the MAC and 2 that decoding ignores.
+    return signature[:-1] + BASE64URL[BASE64URL.index(signature[-1]) ^ bits]
+
 
 SIGNATURE_ATTACKS = [
     ("no signature segment", "/300x200/fit:cover/photos/landscape.jpg"),
@@ -238,7 +278,20 @@ SIGNATURE_ATTACKS = [
     ("signature repeated", f"/{GOOD_SIG}/{GOOD_SIG}/{GOOD_PAYLOAD}"),
     ("non-ASCII signature", "/%C3%A9t%C3%A9/" + GOOD_PAYLOAD),
     ("signature of a traversal", f"/{GOOD_SIG}/300x200/fit:cover/../../secret.txt"),
+    # One thumbnail, one URL (issue 14): every other spelling of a valid MAC would be a new CDN cache key.
+    ("signature padded", f"/{GOOD_SIG}=/{GOOD_PAYLOAD}"),
+    ("signature padded 300 times", f"/{GOOD_SIG}{'=' * 300}/{GOOD_PAYLOAD}"),
+    ("signature standard alphabet", DASHED.replace("-", "+", 1)),
+    ("signature unused bits flipped (1)", f"/{flip_unused_bits(GOOD_SIG, 1)}/{GOOD_PAYLOAD}"),
+    ("signature unused bits flipped (2)", f"/{flip_unused_bits(GOOD_SIG, 2)}/{GOOD_PAYLOAD}"),
+    ("signature unused bits flipped (3)", f"/{flip_unused_bits(GOOD_SIG, 3)}/{GOOD_PAYLOAD}"),
+    ("signature with a stray character", f"/{GOOD_SIG[:20]}.{GOOD_SIG[20:]}/{GOOD_PAYLOAD}"),
 ]
+
+
+def test_the_canonical_spellings_are_served(world: World) -> None:
+    assert world.client.get(GOOD).status_code == 200
+    assert world.client.get(DASHED).status_code == 200
 
 
 @pytest.mark.parametrize(("name", "path"), SIGNATURE_ATTACKS, ids=[row[0] for row in SIGNATURE_ATTACKS])
@@ -290,29 +343,88 @@ def test_malformed_options_are_bad_requests(world: World, payload: str) -> None:
 # Local sources: traversal and odd paths -------------------------------------------------------------------------
 
 LOCAL = [
-    # thumbor CVE-2026-53502: startswith root checks and decoding after validation.
-    ("../secret.txt", 403),
-    ("photos/../../secret.txt", 403),
+    # thumbor CVE-2026-53502: startswith root checks and decoding after validation. ('..' segments are
+    # refused by the parser first: ALIASES below.)
     ("/etc/passwd", 403),
     ("/proc/self/environ", 403),
     ("escape.jpg", 403),  # a symlink out of the root
-    (".", 403),
     ("photos/..\\..\\secret.txt", 400),
     ("photos/landscape.jpg\x00.png", 400),
     ("..%2Fsecret.txt", 404),  # a literal '%2F' in the name: decoded once, never twice
     ("%2e%2e/secret.txt", 404),
     ("~/.ssh/id_rsa", 404),
-    ("file:///etc/passwd", 404),  # not a remote scheme: a (missing) file name under the root
-    ("ftp://origin.test/cat.jpg", 404),
     ("photos", 404),  # a directory
     ("photos/missing.jpg", 404),
     ("photos/\uff4candscape.jpg", 404),  # fullwidth 'l': no normalisation to another file
+    # Every error is a 4xx (issue 14): these raised OSError and answered 500 with a traceback.
+    ("x" * 300 + ".jpg", 404),  # ENAMETOOLONG (a 6 KB path: tests/sources/test_local.py)
+    ("loop-a", 404),  # ELOOP
+    ("loop-a/photo.jpg", 404),
+    ("photos/landscape.jpg/inside.jpg", 404),  # ENOTDIR
+    ("fifo.jpg", 404),  # opened without blocking, refused as not a regular file
 ]
 
 
 @pytest.mark.parametrize(("source", "expected"), LOCAL)
 def test_local_sources_stay_in_the_root(world: World, source: str, expected: int) -> None:
     check_error(world, world.client.get(SIGNER.path(source, width=100)), expected)
+
+
+# One thumbnail, one URL (issue 14): '.', '..' and empty segments in a media-root source are second paths
+# to a file (or out of the root). The client refuses to sign them; a path carrying them, even correctly
+# signed, is a 400. Sent on a raw socket to a real uvicorn: httpx (and browsers) would remove dot segments.
+ALIASES = [  # (source, its text in the path)
+    ("./photos/landscape.jpg", "./photos/landscape.jpg"),
+    ("photos/./landscape.jpg", "photos/./landscape.jpg"),
+    ("photos/../photos/landscape.jpg", "photos/../photos/landscape.jpg"),
+    ("photos//landscape.jpg", "photos/%2Flandscape.jpg"),  # the only spelling of an empty segment the parser reads
+    ("photos/landscape.jpg/..", "photos/landscape.jpg/.."),
+    ("../secret.txt", "../secret.txt"),
+    ("photos/../../secret.txt", "photos/../../secret.txt"),
+    (".", "."),
+    ("file:///etc/passwd", "file%3A%2F%2F%2Fetc/passwd"),  # not a scheme we fetch: a media-root path
+    ("ftp://origin.test/cat.jpg", "ftp%3A%2F%2Forigin.test/cat.jpg"),
+]
+
+
+def raw_get(base: str, path: str) -> tuple[int, str]:
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: thumbs\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode("latin-1")
+
+
+def test_alias_segments_are_refused(world: World) -> None:
+    for source, _ in ALIASES:
+        with pytest.raises(ValueError, match="segments"):
+            SIGNER.path(source, width=100)
+    app = create_app(Settings(keys=(TEST_KEY,), media_root=str(world.root), render_slots=1))
+    with serve_in_thread(app) as base:
+        for source, path_text in ALIASES:
+            status, text = raw_get(base, signed(f"100x/{path_text}"))
+            assert (source, status) == (source, 400), text
+            assert "Malformed" in text and SECRET not in text
+        assert raw_get(base, SIGNER.path("photos/landscape.jpg", width=100))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"), [((1, 65535), (1, 1)), ((16, 3000), (16, 11)), ((5, 1000), (5, 3)), ((3000, 16), (24, 16))]
+)
+def test_smart_crop_renders_extreme_aspect_ratios(
+    world: World, size: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    # Every error is a 4xx or a clean 5xx (issue 14): the analysis sample of a 1x65535 source is one pixel
+    # thin, and blanking its rim raised "Coordinate 'right' is less than 'left'": a 422 a CDN kept.
+    source = f"thin-{size[0]}x{size[1]}.png"
+    response = world.client.get(SIGNER.path(source, width=300, height=200, fit="cover", gravity="smart"))
+    assert response.status_code == 200, response.text
+    image = decode(response.content)
+    assert image.size == expected  # never enlarged: the largest 3:2 box the source allows
+    assert image.convert("RGB").getpixel((0, 0)) == pytest.approx((90, 120, 200), abs=3)
 
 
 # Refused and hostile formats ------------------------------------------------------------------------------------
@@ -357,6 +469,140 @@ def test_corpus_bombs_and_broken_files(world: World, corpus: Path, source: str, 
     check_error(world, world.client.get(SIGNER.path(source, width=100)), expected)
 
 
+# The cost of one request is bounded before the work is done (issue 14) -------------------------------------------
+# Each file is crafted by tests/hostile.py: the structure a decoder walks before any pixel, repeated far past
+# what a real file holds. Served by an app with the default limits (a 25 MB source cap), so the files can be
+# as large as an attacker's. Each answer must come in under a second of CPU (the process's, so the app's
+# threads count), and a healthy thumbnail renders right after.
+
+PRE_DECODE = [
+    # PNG text bomb: 1500 zTXt chunks of 1 MiB, each inflated by the pre-check (0.9-5.8 s for a 422 before).
+    ("ztxt-1500x1MiB.png", hostile.png_ztxt_bomb, (), 413),
+    # Many 1 MB iCCP chunks: Pillow inflates every one (0.34 s for 200; 25 MB holds thousands).
+    ("iccp-2000.png", hostile.png_iccp_bomb, (2000,), 413),
+    # A million empty chunks before the pixels: 2.8 s and 150 MB of Pillow's chunk loop.
+    ("chunks-1M.png", hostile.png_empty_chunks, (1_000_000,), 413),
+    ("idat-1M.png", hostile.png_empty_idat, (1_000_000,), 413),
+    # An eXIf chunk of 1 MB: parsed entry by entry to read the orientation.
+    ("exif-1MB.png", hostile.png_big_exif, (), 413),
+    # 300,000 tiny EXIF segments: Pillow joins them one by one (quadratic: 12-23 s).
+    ("exif-300k.jpg", hostile.jpeg_exif_segments, (300_000,), 413),
+    # 20 MB of empty APP0 markers before a 64x48 image: 5-9 s and 700 MB.
+    ("app0-20MB.jpg", hostile.jpeg_empty_app0, (20_000_000,), 413),
+    # 20 MB of full APP11 segments: all kept in memory by Pillow.
+    ("metadata-20MB.jpg", hostile.jpeg_metadata, (), 413),
+    # Fill bytes and junk between markers, skipped a byte at a time (6 s for 20 MB of 0xFF).
+    ("fill-20MB.jpg", hostile.jpeg_fill_bytes, (20_000_000,), 422),
+    ("junk-20MB.jpg", hostile.jpeg_junk, (20_000_000,), 422),
+    # Progressive scan bomb: 1000 repeats of one scan in 41 KB, each a pass over 4 MP (2.3 s).
+    ("scans-1000.jpg", hostile.jpeg_scans, (1000,), 413),
+    # 1.6 M GIF frames: counting them all took 3-5 s to reach the 413.
+    ("frames-1.6M.gif", hostile.gif_frames, (1_600_000,), 413),
+    # A comment of 10 M one-byte blocks read (and kept) at open; image data in one-byte blocks; stray bytes.
+    ("comment-10M.gif", hostile.gif_comment_blocks, (10_000_000,), 413),
+    ("data-blocks-10M.gif", hostile.gif_data_blocks, (10_000_000,), 413),
+    ("stray-20MB.gif", hostile.gif_stray, (20_000_000,), 422),
+    # WebP: 400,000 frames or 3 M unknown chunks indexed by libwebp's demuxer before any count is checked.
+    ("frames-400k.webp", hostile.webp_animation, (400_000,), 413),
+    ("chunks-3M.webp", hostile.webp_animation, (1, 3_000_000), 413),
+]
+
+
+@dataclass
+class Bombs:
+    client: TestClient
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bombs]:
+    root = tmp_path_factory.mktemp("bombs")
+    (root / "ok.jpg").write_bytes(make_photo((800, 600)))
+    config = Settings(keys=(TEST_KEY,), media_root=str(root), render_slots=2)
+    with TestClient(create_app(config)) as client:
+        yield Bombs(client, root)
+
+
+@pytest.mark.parametrize(("name", "build", "args", "expected"), PRE_DECODE, ids=[row[0] for row in PRE_DECODE])
+def test_pre_decode_work_is_bounded(
+    bombs: Bombs, name: str, build: Callable[..., bytes], args: tuple[int, ...], expected: int
+) -> None:
+    data = build(*args)
+    assert len(data) <= 25_000_000, "over the byte cap: the test would prove nothing"
+    (bombs.root / name).write_bytes(data)
+    started = time.process_time()
+    response = bombs.client.get(SIGNER.path(name, width=300, height=200, fit="cover"))
+    cpu_s = time.process_time() - started
+    (bombs.root / name).unlink()
+    assert response.status_code == expected, response.text
+    assert response.headers["cache-control"].startswith("public, max-age=")
+    assert cpu_s < 1.0, f"{name} cost {cpu_s:.2f} s of CPU"
+    healthy = bombs.client.get(SIGNER.path("ok.jpg", width=200, height=200, fit="cover"))
+    assert healthy.status_code == 200
+
+
+def test_healthy_thumbnails_are_served_while_bombs_arrive(bombs: Bombs) -> None:
+    # Two clients send the costliest pre-decode files in a loop to a real uvicorn; meanwhile a third asks
+    # for healthy thumbnails (every URL new). Each must come back, and promptly: before the fix one
+    # APP0 bomb took 5 s of CPU and 700 MB, and 1.6 M GIF frames 3 s.
+    names = {"app0.jpg": hostile.jpeg_empty_app0(20_000_000), "frames.gif": hostile.gif_frames(1_600_000)}
+    names["ztxt.png"] = hostile.png_ztxt_bomb()
+    names["exif.jpg"] = hostile.jpeg_exif_segments(300_000)
+    for name, data in names.items():
+        (bombs.root / name).write_bytes(data)
+    app = create_app(Settings(keys=(TEST_KEY,), media_root=str(bombs.root), render_slots=2))
+    refused: Counter[int] = Counter()
+    stop = threading.Event()
+
+    def attack() -> None:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            while not stop.is_set():
+                for name in names:
+                    refused[client.get(SIGNER.path(name, width=300, height=200, fit="cover")).status_code] += 1
+
+    with serve_in_thread(app) as base:
+        attackers = [threading.Thread(target=attack) for _ in range(2)]
+        for thread in attackers:
+            thread.start()
+        latencies = []
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for width in range(100, 130):
+                started = time.perf_counter()
+                response = client.get(SIGNER.path("ok.jpg", width=width, height=100, fit="cover"))
+                latencies.append(time.perf_counter() - started)
+                assert response.status_code == 200
+        stop.set()
+        for thread in attackers:
+            thread.join()
+    assert set(refused) == {413} and sum(refused.values()) >= 8
+    assert max(latencies) < 3.0, f"a healthy thumbnail took {max(latencies):.1f} s"
+
+
+MEMORY_BOMBS = [
+    ("jpeg_empty_app0", "20000000"),  # 700 MB before
+    ("gif_comment_blocks", "1000000"),  # 88 MB for 2 MB of comment blocks
+    ("webp_animation", "1", "1000000"),  # 40 MB of demuxer index for 1 M unknown chunks
+    ("avif_frames", "2000000"),  # 176 MB: libavif's sample table for 2 M claimed frames
+]
+
+
+@pytest.mark.parametrize("args", MEMORY_BOMBS, ids=[row[0] for row in MEMORY_BOMBS])
+def test_pre_decode_memory_is_bounded(args: tuple[str, ...]) -> None:
+    # Peak resident-set growth of opening one file, in a fresh process (tests/hostile.py).
+    if args[0] == "avif_frames" and not features.check("avif"):
+        pytest.skip("Pillow has no AVIF support here")
+    probe = subprocess.run(
+        [sys.executable, "-m", "tests.hostile", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    if probe.returncode == 3:
+        pytest.skip("the kernel cannot reset the peak resident set (/proc/self/clear_refs)")
+    assert probe.returncode == 0, probe.stderr
+    result = json.loads(probe.stdout)
+    assert result["status"] == 413
+    assert result["growth_bytes"] < 16 * MIB, f"{args[0]} grew the process by {result['growth_bytes'] / MIB:.0f} MiB"
+    assert result["cpu_s"] < 0.5
+
+
 # Remote sources: SSRF (403, and the trap never accepts) ---------------------------------------------------------
 
 SSRF = [
@@ -397,6 +643,9 @@ REMOTE = [
     ("redirect to file", "http://origin.test:{origin}/to-file", 403),
     ("redirect to gopher", "http://origin.test:{origin}/to-gopher", 403),
     ("redirect off the allowlist", "http://origin.test:{origin}/to-elsewhere", 403),
+    # Tomcat-style origins read '..;' as '..' (issue 14): refused like dot segments, also encoded.
+    ("dot segment with parameters", "http://origin.test:{origin}/a/..;/cat.jpg", 403),
+    ("encoded dot segment with parameters", "http://origin.test:{origin}/a/%2e%2e;jsessionid=1/cat.jpg", 403),
     ("octal dotted quad", "http://0177.0.0.1:{trap}/secret", 400),  # httpx refuses to read it
     ("broken URL", "http://[::1:{trap}/secret", 400),
     ("allowlisted name without DNS", "http://www.example.test/cat.jpg", 502),
@@ -421,6 +670,22 @@ def test_remote_attacks(world: World, name: str, url: str, expected: int) -> Non
     source = url.format(origin=world.origin.port, trap=world.trap.port, closed=world.closed_port)
     check_error(world, world.client.get(SIGNER.path(source, width=100)), expected)
     assert world.trap.accepts == 0
+
+
+@pytest.mark.parametrize("attack", ["/smuggle.jpg", "/short-junk.jpg"])
+@pytest.mark.parametrize("pause_s", [0.0, REUSE_QUIET_S])
+def test_an_origin_cannot_answer_for_the_next_source(world: World, attack: str, pause_s: float) -> None:
+    # HTTP response desynchronisation (issue 14): an extra response in the same write made the next source
+    # from that host render as the extra (blue) image, served as immutable; junk after a response made the
+    # next valid source a 502. The next source must be its own (green) image.
+    run = f"?run={attack[1:]}-{pause_s}"  # URLs of their own: no cache answers for them
+    assert world.client.get(SIGNER.path(remote(world, attack + run), width=32, format="png")).status_code == 200
+    time.sleep(pause_s)
+    response = world.client.get(SIGNER.path(remote(world, "/next.jpg" + run), width=32, format="png"))
+    assert response.status_code == 200, response.text
+    pixel = decode(response.content).convert("RGB").getpixel((16, 12))
+    assert isinstance(pixel, tuple) and pixel[1] > 200 and pixel[0] < 60 and pixel[2] < 60, pixel
+    assert [seen.path for seen in world.origin.seen[-2:]] == [attack + run, "/next.jpg" + run]
 
 
 def test_remote_source_renders(world: World) -> None:
@@ -554,7 +819,13 @@ def render_options(draw: st.DrawFn) -> RenderOptions:
     return make_options(**kwargs)
 
 
-@given(sources)
+def is_alias(source: str) -> bool:
+    return not source.startswith(("http://", "https://", "s3://")) and bool(
+        {"", ".", ".."} & set(source.lstrip("/").split("/"))
+    )
+
+
+@given(sources.filter(lambda source: not is_alias(source)))
 def test_source_encoding_round_trips(source: str) -> None:
     text = encode_source(source)
     assert decode_source(text) == source
@@ -571,8 +842,8 @@ def test_only_canonical_source_text_decodes(text: str) -> None:
     assert encode_source(source) == text  # one source, one spelling
 
 
-@given(render_options(), sources)
-@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(render_options(), sources.filter(lambda source: not is_alias(source)))
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 def test_split_path_round_trips(options: RenderOptions, source: str) -> None:
     payload = build_payload(options, source)
     parsed = split_path(f"/sig/{payload}")

@@ -62,3 +62,55 @@ def test_signatures_are_plain_itsdangerous_signatures() -> None:
             .get_signature("300x200/a.jpg")
             .decode(),
         )
+
+
+# One thumbnail, one URL (issue 14): base64 decoding is lenient, so the signature text itself is compared.
+
+PAYLOAD = "300x200/fit:cover/photos/cat.jpg"
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def spellings(signature: str) -> list[str]:
+    """Other texts that decode (leniently) to the same MAC: padding, the other alphabet, stray bits and characters."""
+    last = ALPHABET.index(signature[-1])
+    # 32 bytes in 43 characters: the last carries 4 bits of the MAC and 2 unused ones.
+    flipped = [ALPHABET[last ^ bits] for bits in (1, 2, 3)]
+    return [
+        signature + "=",
+        signature + "==",
+        signature + "=" * 300,
+        signature.replace("-", "+").replace("_", "/"),
+        *(signature[:-1] + char for char in flipped),
+        signature[:10] + "." + signature[10:],
+        signature[:10] + "%" + signature[10:],
+        " " + signature,
+        signature + "\n",
+    ]
+
+
+@pytest.mark.parametrize("keys", [["k"], ["new", "k"], ["k", "old"]])
+def test_only_the_canonical_spelling_of_a_signature_verifies(keys: list[str]) -> None:
+    signature = PathSigner(["k"]).sign(PAYLOAD)
+    signer = PathSigner(keys)
+    assert signer.verify(PAYLOAD, signature)
+    alternatives = [text for text in spellings(signature) if text != signature]
+    assert len(alternatives) >= 10
+    for text in alternatives:
+        assert not signer.verify(PAYLOAD, text), text
+
+
+def test_the_alternatives_are_real_itsdangerous_spellings() -> None:
+    # The attack this guards against: itsdangerous alone accepts these (so the test above can fail).
+    from itsdangerous.encoding import base64_decode
+
+    signature = PathSigner(["k"]).sign(PAYLOAD)
+    decoded = [text for text in spellings(signature)[:7] if base64_decode(text) == base64_decode(signature)]
+    assert len(decoded) >= 6  # padding (3), alphabet (only when the MAC has '-' or '_'), flipped bits (3)
+
+
+@given(st.text(max_size=60), st.text(alphabet=ALPHABET + "=+/"))
+def test_no_text_but_the_signature_verifies(payload: str, noise: str) -> None:
+    signer = PathSigner(["k1", "k2"])
+    signature = signer.sign(payload)
+    for text in (noise, signature + noise, noise + signature):
+        assert signer.verify(payload, text) == (text in (signature, PathSigner(["k2"]).sign(payload)))

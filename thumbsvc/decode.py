@@ -1,27 +1,28 @@
 """Bytes to a ``PIL.Image`` under limits: format allowlist, pixel and frame budgets, draft.
 
 Nothing is decoded before the header has been checked: ``open_image`` reads only the
-header, and the caller decodes (``load``) after choosing a draft scale.
+header, and the caller decodes (``load``) after choosing a draft scale. Before Pillow
+parses the header, ``prescan`` walks the container structure within fixed budgets, so
+the parse itself (markers, chunks, blocks, metadata, frame counting) is bounded too.
 """
 
 from __future__ import annotations
 
 import functools
 import io
-import struct
 import warnings
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from PIL import Image, ImageFile, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
+from thumbsvc import prescan
 from thumbsvc.errors import SourceTooLarge, ThumbError, UnprocessableSource, UnsupportedFormat
+from thumbsvc.prescan import MAX_EXIF_BYTES
 
 # Formats we decode. Anything else (SVG, PDF, PostScript, TIFF, BMP, PSD, ...) is refused at open.
 BASE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF")  # JPEG also opens multi-picture (MPO) files
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,145 +100,71 @@ def open_image(data: bytes, limits: Limits) -> Image.Image:
     """Given source bytes, return an opened (not yet decoded) image that is within limits.
 
     Raise ``UnsupportedFormat`` for formats off the allowlist, ``SourceTooLarge`` for
-    too many pixels or frames, ``UnprocessableSource`` for a header Pillow cannot read.
+    too many pixels or frames or a structure over the ``prescan`` budgets,
+    ``UnprocessableSource`` for a header Pillow cannot read.
     """
     if not data:
         raise UnsupportedFormat("empty source")
-    png = data.startswith(PNG_SIGNATURE)
-    if png:
-        check_png_chunks(data)
+    prescan.check(data, limits.max_frames)
     with pillow_errors():
         image = Image.open(io.BytesIO(data), formats=allowed_formats())
         check_dimensions(image, limits, data)
-    if png and "exif" not in image.info:
+    if image.format == "PNG" and "exif" not in image.info:
         # Pillow reads the chunks after the pixels only when it decodes them; a late eXIf chunk is
         # found here so the orientation is known from the header (``pipeline.read_orientation``).
-        late = late_png_exif(data)
+        late = prescan.late_png_exif(data)
         if late is not None:
             image.info["exif"] = late
+    check_exif_size(image)
     return image
+
+
+def check_exif_size(image: Image.Image) -> None:
+    """Raise ``SourceTooLarge`` if the EXIF the orientation is read from is over ``MAX_EXIF_BYTES``.
+
+    Parsing EXIF costs Python work per entry (one per 12 bytes); the prescan bounds it for
+    JPEG, PNG and WebP before Pillow opens them, this bounds it for every format (AVIF's
+    EXIF item, a PNG's hex-encoded ``Raw profile type exif`` text) before it is parsed.
+    """
+    exif = image.info.get("exif")
+    raw = image.info.get("Raw profile type exif")
+    size = len(exif) if isinstance(exif, bytes) else 0
+    if isinstance(raw, str):
+        size = max(size, len(raw) // 2)
+    if size > MAX_EXIF_BYTES:
+        raise SourceTooLarge(f"EXIF of {size} bytes is over {MAX_EXIF_BYTES}")
 
 
 def check_dimensions(image: Image.Image, limits: Limits, data: bytes = b"") -> None:
     """Raise ``SourceTooLarge`` if the header declares more pixels or frames than allowed.
 
-    For GIF the canvas is what the decoder will grow to (a frame may lie outside the
-    logical screen), read from the frame descriptors without decoding any pixels.
+    For GIF (given its bytes) the canvas is what the decoder will grow to (a frame may lie
+    outside the logical screen) and the frames are counted, both from the block structure
+    without decoding any pixels; counting stops at ``max_frames + 1``.
     """
     width, height = image.size
     if width < 1 or height < 1:
         raise UnprocessableSource(f"image declares {width}x{height}")
-    if image.format == "GIF":
-        width, height = gif_canvas(data, (width, height))
+    if image.format == "GIF" and data:
+        layout = prescan.gif_layout(data, limits.max_frames)
+        width, height = max(width, layout.canvas[0]), max(height, layout.canvas[1])
+        frames = layout.frames
+    else:
+        frames = frame_count(image)
     if width * height > limits.max_source_pixels:
         raise SourceTooLarge(f"{width}x{height} is over {limits.max_source_pixels} pixels")
-    frames = frame_count(image)
     if frames > limits.max_frames:
-        raise SourceTooLarge(f"{frames} frames is over {limits.max_frames}")
+        raise SourceTooLarge(f"{frames} frames (counting stops there) is over {limits.max_frames}")
     if frames > 1 and frames * width * height > limits.max_animation_pixels:
         raise SourceTooLarge(f"{frames}x{width}x{height} is over the animation budget")
 
 
-def gif_canvas(data: bytes, screen: tuple[int, int]) -> tuple[int, int]:
-    """Given GIF bytes, return the logical screen grown to cover every frame's extent.
-
-    Pillow enlarges its canvas to a frame that lies outside the screen, so a 44-byte
-    file can declare frames that need gigapixels. Only block headers are walked; a
-    truncated stream ends the walk (the decoder reports it later).
-    """
-    width, height = screen
-    if len(data) < 13:
-        return width, height
-    pos = 13 + _colour_table_size(data[10])
-    while pos < len(data):
-        block = data[pos]
-        if block == 0x21:  # extension: label, then data sub-blocks
-            pos = _skip_sub_blocks(data, pos + 2)
-        elif block == 0x2C and pos + 10 <= len(data):  # image descriptor
-            left, top, frame_w, frame_h = struct.unpack_from("<4H", data, pos + 1)
-            width, height = max(width, left + frame_w), max(height, top + frame_h)
-            pos = _skip_sub_blocks(data, pos + 11 + _colour_table_size(data[pos + 9]))
-        else:  # trailer, garbage or truncation
-            break
-    return width, height
-
-
-def check_png_chunks(data: bytes) -> None:
-    """Raise ``SourceTooLarge`` if a compressed PNG text or profile chunk inflates past Pillow's chunk limit.
-
-    Pillow refuses such a chunk too, but with a ``ValueError`` that looks like any other
-    corrupt file; a zlib bomb is a size problem, so it is found here and answered 413.
-    Only the chunks before the image data are read, and each inflates at most one byte
-    past the limit.
-    """
-    limit = PngImagePlugin.MAX_TEXT_CHUNK
-    pos = len(PNG_SIGNATURE)
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        body = data[pos + 8 : pos + 8 + length]
-        if kind in (b"IDAT", b"IEND"):
-            return
-        compressed = _compressed_payload(kind, body)
-        if compressed is not None:
-            inflater = zlib.decompressobj()
-            try:
-                size = len(inflater.decompress(compressed, limit + 1))
-            except zlib.error:
-                return  # corrupt, not large: the decoder reports it
-            if size > limit:
-                raise SourceTooLarge(f"PNG {kind.decode('latin-1')} chunk inflates past {limit} bytes")
-        pos += 12 + length
-
-
-def late_png_exif(data: bytes) -> bytes | None:
-    """Return the body of an eXIf chunk that follows a PNG's image data, or None.
-
-    Only chunk headers are read: each IDAT is skipped by its length, nothing is inflated.
-    """
-    pos = len(PNG_SIGNATURE)
-    seen_data = False
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        if kind == b"IEND":
-            break
-        if kind == b"IDAT":
-            seen_data = True
-        elif kind == b"eXIf" and seen_data:
-            return data[pos + 8 : pos + 8 + length]
-        pos += 12 + length
-    return None
-
-
-def _compressed_payload(kind: bytes, body: bytes) -> bytes | None:
-    """Return the zlib stream of a zTXt, compressed iTXt or iCCP chunk, else None."""
-    if kind in (b"zTXt", b"iCCP"):
-        keyword_end = body.find(b"\0")
-        return body[keyword_end + 2 :] if keyword_end >= 0 else None
-    if kind == b"iTXt":
-        keyword_end = body.find(b"\0")
-        if keyword_end < 0 or len(body) < keyword_end + 3 or body[keyword_end + 1] != 1:
-            return None
-        language_end = body.find(b"\0", keyword_end + 3)
-        translated_end = body.find(b"\0", language_end + 1) if language_end >= 0 else -1
-        return body[translated_end + 1 :] if translated_end >= 0 else None
-    return None
-
-
-def _colour_table_size(flags: int) -> int:
-    return 3 << ((flags & 0x07) + 1) if flags & 0x80 else 0
-
-
-def _skip_sub_blocks(data: bytes, pos: int) -> int:
-    while pos < len(data):
-        size = data[pos]
-        pos += 1 + size
-        if size == 0:
-            break
-    return pos
-
-
 def frame_count(image: Image.Image) -> int:
-    """Return the number of animation frames (1 for stills and for multi-picture JPEGs)."""
+    """Return the number of animation frames (1 for stills and for multi-picture JPEGs).
+
+    Pillow counts a GIF's frames by walking all of them: cheap only for an image that
+    ``open_image`` returned, whose frames and blocks it has bounded.
+    """
     if image.format == "MPO":
         return 1
     return int(getattr(image, "n_frames", 1))

@@ -200,9 +200,18 @@ class Thumbnailer:
         remote = None
         if settings.allowed_sources and not settings.dev_mode:
             # Imported only when remote sources are on: httpx and what it loads are 7 MiB of an idle process.
-            from thumbsvc.sources.http import HttpSource
+            from thumbsvc.sources.http import FetchPolicy, HttpSource
 
-            remote = HttpSource(settings)
+            remote = HttpSource(
+                FetchPolicy(
+                    allowed_sources=settings.allowed_sources,
+                    allow_private_networks=settings.allow_private_networks,
+                    connect_timeout_s=settings.connect_timeout_s,
+                    fetch_timeout_s=settings.fetch_timeout_s,
+                    max_redirects=settings.max_redirects,
+                    max_source_bytes=settings.max_source_bytes,
+                )
+            )
         s3 = None
         if not settings.dev_mode and any(is_s3(entry.strip()) for entry in settings.allowed_sources):
             # Imported only when a bucket is allowed: obstore and its runtime stay out of other processes.

@@ -12,7 +12,7 @@ two, against tens of milliseconds for the decode (bench/smartcrop.py measures it
 
 from __future__ import annotations
 
-from PIL import Image, ImageChops, ImageFilter, ImageOps, ImageStat
+from PIL import Image, ImageChops, ImageFilter, ImageStat
 
 ANALYSIS_PX = 128
 # The orientations that turn a stored image on its side.
@@ -64,15 +64,26 @@ def saliency_map(image: Image.Image) -> Image.Image:
     """Return an L image, brighter where a viewer's eye goes."""
     rgb = image.convert("RGB")
     grey = rgb.convert("L")
-    # The filter sees the frame's border as an edge: blank a one-pixel rim.
-    edges = ImageOps.expand(ImageOps.crop(grey.filter(ImageFilter.FIND_EDGES), 1), 1, fill=0)
-    edges = edges.filter(ImageFilter.BoxBlur(1))
+    edges = blank_rim(grey.filter(ImageFilter.FIND_EDGES)).filter(ImageFilter.BoxBlur(1))
     _, cb, cr = rgb.convert("YCbCr").split()
     skin = ImageChops.multiply(cb.point(_SKIN_CB_LUT), cr.point(_SKIN_CR_LUT))
     saturation = rgb.convert("HSV").getchannel("S")
     total = _weighted(edges, EDGE_WEIGHT)
     total = ImageChops.add(total, _weighted(skin, SKIN_WEIGHT))
     return ImageChops.add(total, _weighted(saturation, SATURATION_WEIGHT))
+
+
+def blank_rim(edges: Image.Image) -> Image.Image:
+    """Return the edge map with a one-pixel rim set to 0 (all of it when it is two pixels thin or less).
+
+    The filter sees the frame's border as an edge. A source of extreme aspect ratio
+    (1x65535) leaves an analysis sample one or two pixels thin, which has no inside.
+    """
+    width, height = edges.size
+    blank = Image.new("L", edges.size, 0)
+    if width > 2 and height > 2:
+        blank.paste(edges.crop((1, 1, width - 1, height - 1)), (1, 1))
+    return blank
 
 
 def profile(saliency: Image.Image, *, horizontal: bool) -> list[float]:

@@ -5,6 +5,11 @@ any string (spaces, ``+``, ``~``, ``?``, ``#``, unicode, literal ``%41``) surviv
 trip, ``:`` is always escaped (so the source never looks like an option), and ``/`` is
 kept readable except where it would make an empty path segment: a leading
 ``/`` and every ``/`` of a run such as ``https://`` become ``%2F``.
+
+A media-root source names a file by its path, so ``./a.jpg``, ``b/../a.jpg`` and
+``a//b.jpg`` would be second URLs for one thumbnail (and browsers and HTTP clients remove
+dot segments before sending, so a signed ``./a.jpg`` arrives as another path): such
+sources are refused here, where both the client and the server parse.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ S3_SCHEME = "s3://"
 # ('_' too, which GCS's S3 interface and legacy buckets use).
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
 MAX_S3_KEY_BYTES = 1024
+# Sources that are URLs (the loaders' schemes); anything else is a path under the media root.
+_URL_PREFIXES = ("http://", "https://", "s3://")
+# Segments that make a second path to the same file: empty (``a//b``, a trailing ``/``), ``.`` and ``..``.
+_ALIAS_SEGMENTS = frozenset({"", ".", ".."})
 
 
 def is_bucket_name(name: str) -> bool:
@@ -53,11 +62,17 @@ def split_s3_source(source: str) -> tuple[str, str]:
 
 
 def encode_source(source: str) -> str:
-    """Given a source (relative path or absolute URL), return its canonical path text."""
+    """Given a source (relative path or absolute URL), return its canonical path text.
+
+    Raise ValueError for an empty source and for a media-root path with empty, ``.`` or ``..``
+    segments (a leading ``/`` is left to the loader, which refuses absolute paths).
+    """
     if not source:
         raise ValueError("source must not be empty")
     if source[: len(S3_SCHEME)].lower() == S3_SCHEME:
         split_s3_source(source)  # no URL is signed (or accepted) for an object the loader would refuse
+    if not source.lower().startswith(_URL_PREFIXES) and _ALIAS_SEGMENTS.intersection(source.lstrip("/").split("/")):
+        raise ValueError("a media-root source may not have empty, '.' or '..' path segments")
     encoded = quote(source, safe=_SAFE, encoding="utf-8", errors="strict")
     return _EMPTY_SEGMENT_SLASH.sub("%2F", encoded)
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from thumbsvc.config import ConfigError, Settings
 from thumbsvc.errors import Forbidden
+from thumbsvc.service import Thumbnailer
 from thumbsvc.sources.allowlist import Allowlist, decode_path, normalize_host, parse_rule
 from thumbsvc.sources.http import HttpSource
 
@@ -38,6 +39,10 @@ ALLOWED = [
     "http://media.internal:8080/images/a%2Fb.jpg",  # an encoded '/' below the prefix stays below it
     "https://assets.example/public/x.jpg",
     "https://assets.example:443/public/x.jpg",
+    "http://media.internal:8080/images/x.jpg;v=2",  # path parameters on a name are no dot segment
+    "http://media.internal:8080/images/a;b/x.jpg",
+    "http://media.internal:8080/images/...;x/y.jpg",
+    "http://media.internal:8080/images/..x/y.jpg",
     "http://xn--bcher-kva.example/x.jpg",
     "http://bücher.example/x.jpg",
     "http://[2606:4700::1]/x.jpg",
@@ -79,6 +84,18 @@ REFUSED = [
     "http://media.internal:8080/images%2F..%2Fsecret.jpg",
     "http://media.internal:8080/images%2Fsecret.jpg",
     "http://media.internal:8080/images/a%5C..%5C..%5Csecret.jpg",
+    # Dot segments with path parameters (issue 14): Tomcat-style origins read '..;x' as '..', and httpx
+    # does not remove such a segment, so it would pass the prefix and climb out of it at the origin.
+    "http://media.internal:8080/images/..;/secret.jpg",
+    "http://media.internal:8080/images/..;jsessionid=1/secret.jpg",
+    "http://media.internal:8080/images/%2e%2e;jsessionid=1/secret.jpg",
+    "http://media.internal:8080/images/..%3b/secret.jpg",
+    "http://media.internal:8080/images/%2E%2E%3Bx=1/secret.jpg",
+    "http://media.internal:8080/images/sub/..;/..;/secret.jpg",
+    "http://media.internal:8080/images/.;x/secret.jpg",
+    "http://media.internal:8080/images/a%5C..;%5Csecret.jpg",
+    "https://assets.example/public/..;/private/x.jpg",
+    "http://good.example/a/..;/cat.jpg",  # under a host rule too: the path is the origin's to resolve
     "https://assets.example/private/x.jpg",
     # odd hosts
     "http://good%2eexample/cat.jpg",
@@ -155,12 +172,14 @@ def test_bad_entries_stop_startup(entry: str) -> None:
 def test_bad_entry_refused_when_the_source_is_built() -> None:
     settings = Settings(keys=("k",), allowed_sources=("media.example:8080",))
     with pytest.raises(ConfigError):
-        HttpSource(settings)
+        Thumbnailer(settings)
 
 
 def test_settings_from_env_feed_the_allowlist() -> None:
     settings = Settings.from_env({"THUMBSVC_KEY": "k", "THUMBSVC_ALLOWED_SOURCES": "good.example, *.cdn.example"})
-    rules = HttpSource(settings).allowlist
+    remote = Thumbnailer(settings).sources.remote
+    assert isinstance(remote, HttpSource)
+    rules = remote.allowlist
     assert rules.allows(httpx.URL("https://x.cdn.example/a.jpg"))
     assert not rules.allows(httpx.URL("https://evil.example/a.jpg"))
 

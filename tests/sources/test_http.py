@@ -17,6 +17,7 @@ import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import anyio
 import pytest
 
 from tests.origin import (
@@ -27,17 +28,20 @@ from tests.origin import (
     chunked,
     close_delimited,
     gzip_bomb,
+    late_bytes,
     numeric_resolver,
     raw,
     redirect,
     repeat,
+    response_bytes,
     send,
     short_body,
+    short_then_junk,
     slow_headers,
     status,
     trickle,
+    with_extra_response,
 )
-from thumbsvc.config import Settings
 from thumbsvc.errors import (
     BadRequest,
     Forbidden,
@@ -47,7 +51,8 @@ from thumbsvc.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from thumbsvc.sources.http import USER_AGENT, HttpSource, Resolver, resolve_host
+from thumbsvc.sources.http import USER_AGENT, FetchPolicy, HttpSource, Resolver, resolve_host
+from thumbsvc.sources.pool import REUSE_QUIET_S
 
 pytestmark = pytest.mark.anyio
 
@@ -96,16 +101,16 @@ async def make_source(edge: LoopbackOnlyBackend) -> AsyncIterator[SourceFactory]
         **overrides: Any,
     ) -> HttpSource:
         values: dict[str, Any] = {
-            "keys": ("test",),
             "allowed_sources": allowed,
             "allow_private_networks": private,
             "connect_timeout_s": 2.0,
             "fetch_timeout_s": 5.0,
+            "max_redirects": 3,
             "max_source_bytes": LIMIT,
         }
         values.update(overrides)
         source = HttpSource(
-            Settings(**values),
+            FetchPolicy(**values),
             resolver=resolver or StubResolver({"origin.test": ["127.0.0.1"]}),
             network_backend=edge,
             ssl_context=ssl_context,
@@ -170,8 +175,18 @@ async def test_one_pooled_connection_and_one_lookup_for_repeated_fetches(
     source = make_source(allowed=prefix(origin), resolver=resolver)
     for _ in range(3):
         assert (await source.fetch(named(origin))).data == JPEG
+        await anyio.sleep(REUSE_QUIET_S)  # a connection is reused once it has been quiet this long
     assert origin.accepts == 1
     assert resolver.lookups == ["origin.test"]
+
+
+async def test_back_to_back_fetches_do_not_reuse_a_connection_that_just_answered(
+    origin: OriginServer, make_source: SourceFactory
+) -> None:
+    source = make_source(allowed=prefix(origin))
+    for _ in range(2):
+        assert (await source.fetch(named(origin))).data == JPEG
+    assert origin.accepts == 2
 
 
 async def test_source_can_be_used_again_after_aclose(origin: OriginServer, make_source: SourceFactory) -> None:
@@ -735,3 +750,110 @@ async def test_tls_untrusted_certificate_is_refused(tls_origin: OriginServer, ma
     source = make_source(allowed=prefix(tls_origin))
     await expect(UpstreamError, 502, source, named(tls_origin))
     assert tls_origin.seen == []
+
+
+# Origin connections (issue 14) ----------------------------------------------------------------------------------
+# A pooled connection is reused only after an exchange that ended with nothing more on it: no byte left in
+# h11's buffer, in the TLS layer or on the socket. Otherwise an origin (or a file it serves with a wrong
+# length) decides what the next source from the same host is: HTTP response desynchronisation.
+
+OTHER = b"\xff\xd8\xff\xe0" + b"the other image " * 64 + b"\xff\xd9"
+SMUGGLED = b"\xff\xd8\xff\xe0 smuggled \xff\xd9"
+
+
+# Each attack is followed at once by the next fetch (the quiet period keeps the connection out of use) and
+# after the quiet period (the bytes past the response retire it).
+PAUSES = pytest.mark.parametrize("pause_s", [0.0, REUSE_QUIET_S], ids=["at-once", "after-quiet"])
+
+
+@PAUSES
+@pytest.mark.parametrize("writes", [1, 2])
+async def test_an_extra_response_is_never_read_as_the_next_answer(
+    writes: int, pause_s: float, origin: OriginServer, make_source: SourceFactory
+) -> None:
+    origin.route("/smuggle.jpg", with_extra_response(JPEG, SMUGGLED, writes=writes))
+    origin.route("/other.jpg", body(OTHER))
+    source = make_source(allowed=prefix(origin))
+    assert (await source.fetch(named(origin, "/smuggle.jpg"))).data == JPEG
+    await anyio.sleep(pause_s)
+    assert (await source.fetch(named(origin, "/other.jpg"))).data == OTHER
+    assert origin.accepts == 2  # the connection with the extra response was retired
+    await anyio.sleep(REUSE_QUIET_S)
+    assert (await source.fetch(named(origin, "/other.jpg"))).data == OTHER
+    assert origin.accepts == 2  # a clean exchange keeps its connection
+
+
+@PAUSES
+async def test_a_short_length_followed_by_junk_does_not_spoil_the_next_fetch(
+    pause_s: float, origin: OriginServer, make_source: SourceFactory
+) -> None:
+    # The declared length swallows 10 bytes of the junk: the body is complete but wrong (the decoder's
+    # problem); the junk after it must not become the next fetch's answer (it made that a 502).
+    origin.route("/short.jpg", short_then_junk(JPEG, b"HTTP/1.1 999 junk\r\n" * 40, missing=10))
+    origin.route("/other.jpg", body(OTHER))
+    source = make_source(allowed=prefix(origin))
+    assert (await source.fetch(named(origin, "/short.jpg"))).data == JPEG + b"HTTP/1.1 9"
+    await anyio.sleep(pause_s)
+    assert (await source.fetch(named(origin, "/other.jpg"))).data == OTHER
+    assert origin.accepts == 2
+
+
+async def test_bytes_arriving_on_an_idle_connection_retire_it(origin: OriginServer, make_source: SourceFactory) -> None:
+    origin.route("/late.jpg", late_bytes(JPEG, response_bytes(SMUGGLED), delay_s=0.05))
+    origin.route("/other.jpg", body(OTHER))
+    source = make_source(allowed=prefix(origin))
+    assert (await source.fetch(named(origin, "/late.jpg"))).data == JPEG
+    await anyio.sleep(0.3)  # the unrequested response arrives while the connection is idle in the pool
+    assert (await source.fetch(named(origin, "/other.jpg"))).data == OTHER
+    assert origin.accepts == 2
+
+
+async def test_a_body_cut_short_retires_the_connection(origin: OriginServer, make_source: SourceFactory) -> None:
+    origin.route("/cut.jpg", short_body(len(JPEG) + 100, JPEG))
+    origin.route("/other.jpg", body(OTHER))
+    source = make_source(allowed=prefix(origin))
+    await expect(UpstreamError, 502, source, named(origin, "/cut.jpg"))
+    assert (await source.fetch(named(origin, "/other.jpg"))).data == OTHER
+
+
+@PAUSES
+async def test_a_body_longer_than_its_length_retires_the_connection(
+    pause_s: float, origin: OriginServer, make_source: SourceFactory
+) -> None:
+    # 50 KB past the declared length: more than one read, so part of it is still on the socket.
+    origin.route("/long.jpg", body(bytes(LIMIT + 50_000), length=LIMIT - 1))
+    origin.route("/other.jpg", body(OTHER))
+    source = make_source(allowed=prefix(origin))
+    assert len((await source.fetch(named(origin, "/long.jpg"))).data) == LIMIT - 1
+    await anyio.sleep(pause_s)
+    assert (await source.fetch(named(origin, "/other.jpg"))).data == OTHER
+    assert origin.accepts == 2
+
+
+async def test_a_body_left_unread_retires_the_connection(origin: OriginServer, make_source: SourceFactory) -> None:
+    # Refused at the cap while the body is still coming: the rest must never be read as an answer.
+    origin.route("/endless.jpg", chunked(repeat(b"x" * 16384, 100)))
+    origin.route("/other.jpg", body(OTHER))
+    source = make_source(allowed=prefix(origin))
+    await expect(SourceTooLarge, 413, source, named(origin, "/endless.jpg"))
+    assert (await source.fetch(named(origin, "/other.jpg"))).data == OTHER
+    assert origin.accepts == 2
+
+
+@PAUSES
+@pytest.mark.parametrize("writes", [1, 2])
+async def test_an_extra_response_over_tls_is_never_read_as_the_next_answer(
+    writes: int, pause_s: float, tls_origin: OriginServer, client_context: ssl.SSLContext, make_source: SourceFactory
+) -> None:
+    # Two writes are two TLS records: the second can wait inside the TLS layer, where the socket no
+    # longer shows it.
+    tls_origin.route("/smuggle.jpg", with_extra_response(JPEG, SMUGGLED, writes=writes))
+    tls_origin.route("/other.jpg", body(OTHER))
+    source = make_source(allowed=prefix(tls_origin), ssl_context=client_context)
+    assert (await source.fetch(named(tls_origin, "/smuggle.jpg"))).data == JPEG
+    await anyio.sleep(pause_s)
+    assert (await source.fetch(named(tls_origin, "/other.jpg"))).data == OTHER
+    assert tls_origin.accepts == 2
+    await anyio.sleep(REUSE_QUIET_S)
+    assert (await source.fetch(named(tls_origin, "/other.jpg"))).data == OTHER
+    assert tls_origin.accepts == 2

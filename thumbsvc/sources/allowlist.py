@@ -20,7 +20,8 @@ A comma-separated list of entries, each one of:
 
 URLs are compared as parsed by httpx, the parser the loader fetches with: the
 scheme, the hostname and the port, never string prefixes of the raw text. URLs with
-credentials (``user@host``), odd hostnames or dot segments in the path are refused.
+credentials (``user@host``), odd hostnames or dot segments in the path (also with path
+parameters, ``..;x``) are refused.
 """
 
 from __future__ import annotations
@@ -66,10 +67,11 @@ def normalize_host(raw_host: str) -> str | None:
 
 
 def _path_is_clean(path: str) -> bool:
-    # Origins resolve '.' and '..' (also percent-encoded, also after '\'): a prefix
-    # check on such a path proves nothing, so such paths are refused.
+    # Origins resolve '.' and '..' (also percent-encoded, also after '\', and with path
+    # parameters: Tomcat-style servers read '..;x' as '..'): a prefix check on such a path
+    # proves nothing, so such paths are refused.
     segments = re.split(r"[/\\]", unquote(path))
-    return not any(segment in (".", "..") for segment in segments)
+    return not any(segment.partition(";")[0] in (".", "..") for segment in segments)
 
 
 def decode_path(raw_path: str) -> str:

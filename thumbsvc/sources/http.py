@@ -12,6 +12,10 @@ Every fetch, and every redirect hop, goes through the same three fences:
 3. the download has a total deadline and a byte cap that holds whatever the
    ``Content-Length`` says and however the body is compressed.
 
+A pooled connection is reused only after an exchange that ended with nothing more on
+it (``pool.py``): an origin that sends an extra response, or more bytes than it
+declared, would otherwise decide what the next source from that host is.
+
 Origin answers map to our errors: 404/410 -> ``SourceNotFound``; any other 4xx ->
 ``UpstreamError`` (a 401/403 means *we* are not let in: an origin problem, and a 502
 is not cached by a CDN, where a 404 would be); 5xx, bad TLS, refused connections,
@@ -26,6 +30,7 @@ import ssl
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from ipaddress import ip_address
 from typing import Any
@@ -37,22 +42,31 @@ import httpx
 from anyio import CapacityLimiter
 
 from thumbsvc import __version__
-from thumbsvc.config import Settings
 from thumbsvc.errors import BadRequest, Forbidden, SourceNotFound, SourceTooLarge, UpstreamError, UpstreamTimeout
 from thumbsvc.sources import SourceImage
 from thumbsvc.sources.allowlist import SCHEMES, Allowlist
 from thumbsvc.sources.netguard import AddressGuard, IPAddress, parse_networks
+from thumbsvc.sources.pool import CleanReusePool
 
 USER_AGENT = f"thumbsvc/{__version__} (image thumbnailer)"
 _SCHEME = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*):")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-MAX_CONNECTIONS = 100
-MAX_KEEPALIVE_CONNECTIONS = 20
-KEEPALIVE_EXPIRY_S = 5.0
 DNS_THREADS = 16
 
 # Given a host name and a port, return its addresses as strings. Blocking: runs in a worker thread.
 Resolver = Callable[[str, int], Sequence[str]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchPolicy:
+    """What the HTTP loader needs to know: which URLs and networks, how long, how far, how much."""
+
+    allowed_sources: tuple[str, ...]  # THUMBSVC_ALLOWED_SOURCES entries
+    allow_private_networks: tuple[str, ...]  # CIDR opt-ins
+    connect_timeout_s: float
+    fetch_timeout_s: float
+    max_redirects: int
+    max_source_bytes: int
 
 
 def resolve_host(host: str, port: int) -> list[str]:
@@ -154,19 +168,13 @@ class _CoreStream(httpx.AsyncByteStream):
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):
-    """An httpx transport over an httpcore pool whose connections go through ``GuardedBackend``.
+    """An httpx transport over a ``CleanReusePool`` whose connections go through ``GuardedBackend``.
 
     httpcore errors are left as they are; ``HttpSource`` maps them to ours.
     """
 
     def __init__(self, backend: GuardedBackend, *, ssl_context: ssl.SSLContext) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=MAX_CONNECTIONS,
-            max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
-            keepalive_expiry=KEEPALIVE_EXPIRY_S,
-            network_backend=backend,
-        )
+        self._pool = CleanReusePool(backend, ssl_context=ssl_context)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         core_request = httpcore.Request(
@@ -268,7 +276,7 @@ async def _check_redirect(response: httpx.Response) -> None:
 
 
 class HttpSource:
-    """Fetch ``http(s)://`` sources for one process.
+    """Fetch ``http(s)://`` sources for one process, under a ``FetchPolicy``.
 
     ``resolver``, ``network_backend`` and ``ssl_context`` replace the network edge
     (DNS, sockets, trust roots); production leaves them unset.
@@ -276,15 +284,15 @@ class HttpSource:
 
     def __init__(
         self,
-        settings: Settings,
+        policy: FetchPolicy,
         *,
         resolver: Resolver = resolve_host,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.settings = settings
-        self.allowlist = Allowlist.parse(settings.allowed_sources)
-        self.guard = AddressGuard(parse_networks(settings.allow_private_networks))
+        self.policy = policy
+        self.allowlist = Allowlist.parse(policy.allowed_sources)
+        self.guard = AddressGuard(parse_networks(policy.allow_private_networks))
         self._resolver = resolver
         self._network_backend = network_backend
         self._ssl_context = ssl_context
@@ -293,12 +301,12 @@ class HttpSource:
     def _get_client(self) -> httpx.AsyncClient:
         # Made on first use (inside the event loop) and again after aclose(), one per process.
         if self._client is None:
-            settings = self.settings
+            policy = self.policy
             backend = GuardedBackend(
                 self.guard,
                 resolver=self._resolver,
                 inner=self._network_backend,
-                resolve_timeout_s=settings.connect_timeout_s,
+                resolve_timeout_s=policy.connect_timeout_s,
             )
             ssl_context = self._ssl_context or httpx.create_ssl_context()
             self._client = httpx.AsyncClient(
@@ -307,10 +315,10 @@ class HttpSource:
                 trust_env=False,  # no proxies or .netrc credentials from the environment
                 cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # origins cannot set state
                 timeout=httpx.Timeout(
-                    connect=settings.connect_timeout_s,
-                    read=settings.fetch_timeout_s,
-                    write=settings.fetch_timeout_s,
-                    pool=settings.connect_timeout_s,
+                    connect=policy.connect_timeout_s,
+                    read=policy.fetch_timeout_s,
+                    write=policy.fetch_timeout_s,
+                    pool=policy.connect_timeout_s,
                 ),
                 headers={"User-Agent": USER_AGENT, "Accept": "image/*", "Accept-Encoding": "identity"},
                 # httpx works out a redirect's next request even when not following it, and
@@ -331,15 +339,15 @@ class HttpSource:
         except httpx.InvalidURL as exc:
             raise BadRequest(f"bad source URL {ref!r}: {exc}", public_message="Malformed source URL") from exc
         try:
-            with anyio.fail_after(self.settings.fetch_timeout_s):
+            with anyio.fail_after(self.policy.fetch_timeout_s):
                 data = await self._fetch(url)
         except TimeoutError as exc:
-            raise UpstreamTimeout(f"{ref}: no answer within {self.settings.fetch_timeout_s} s") from exc
+            raise UpstreamTimeout(f"{ref}: no answer within {self.policy.fetch_timeout_s} s") from exc
         return SourceImage.of(data)
 
     async def _fetch(self, url: httpx.URL) -> bytes:
         client = self._get_client()
-        for _ in range(self.settings.max_redirects + 1):
+        for _ in range(self.policy.max_redirects + 1):
             self.allowlist.check(url)
             with map_transport_errors(url):
                 async with client.stream("GET", url) as response:
@@ -348,7 +356,7 @@ class HttpSource:
                         continue
                     self._check_status(url, response)
                     return await self._read_body(response)
-        raise UpstreamError(f"{url}: more than {self.settings.max_redirects} redirects")
+        raise UpstreamError(f"{url}: more than {self.policy.max_redirects} redirects")
 
     @staticmethod
     def _check_status(url: httpx.URL, response: httpx.Response) -> None:
@@ -360,7 +368,7 @@ class HttpSource:
         raise UpstreamError(f"{url}: origin answered {status}")
 
     async def _read_body(self, response: httpx.Response) -> bytes:
-        limit = self.settings.max_source_bytes
+        limit = self.policy.max_source_bytes
         declared = response.headers.get("content-length", "").strip()
         if declared.isdigit() and int(declared) > limit:
             raise SourceTooLarge(f"Content-Length {declared} is over {limit} bytes")
