@@ -1,7 +1,7 @@
 """The playground in a real browser: Debian's Chromium driven by Playwright against a real uvicorn on loopback.
 
 Skipped when ``/usr/bin/chromium`` or the ``playwright`` package is missing (``.ci/run`` installs both).
-Screenshots of every view go to ``test-artifacts/``; docs/playground.png is one of them.
+Screenshots of every view go to ``test-artifacts/``; docs/playground.jpg is a copy of one of them.
 """
 
 from __future__ import annotations
