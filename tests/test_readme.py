@@ -34,7 +34,7 @@ def readme_command(number: int) -> str:
 
 
 def test_ci_runs_the_readme_commands_as_written_in_a_venv_of_its_own() -> None:
-    assert readme_command(1) == "pip install . && thumbsvc serve"
+    assert readme_command(1) == 'pip install ".[playground]" && thumbsvc serve'
     assert readme_command(2) == 'pip install -e ".[test]" && python -m pytest'
     script = CI.read_text(encoding="utf-8")
     assert 'python3 -m venv "$scratch/test-venv"' in script

@@ -7,33 +7,40 @@ Only in development mode (no key configured) does ``create_app`` mount these rou
 - ``/_dev/sign``: signs one spec for the script (POST, JSON),
 - ``/_dev/static/{name}``: the script, its stylesheet and an icon.
 
-With a key these paths do not exist. The pages send their own Content-Security-Policy: the
-service's policy plus the script, the signing endpoint and the ``blob:`` thumbnails the script
-measures. Every spec goes through ``URLSigner``'s own argument checks, and the snippets the page
-shows are checked by the tests to give the URL it shows.
+With a key these paths do not exist. The pages are Jinja2 templates (``templates/``, autoescaped),
+Jinja2 being the ``playground`` extra: without it ``/`` says how to install it and the thumbnails
+work as ever. The pages send their own Content-Security-Policy: the service's policy plus the
+script, the signing endpoint and the ``blob:`` thumbnails the script measures. Of the service the
+playground uses only ``Thumbnailer.sign`` and ``Thumbnailer.describe``. Every spec goes through
+``URLSigner``'s own argument checks, and the snippets the page shows are checked by the tests to
+give the URL it shows.
 """
 
 from __future__ import annotations
 
-import html
 import ipaddress
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+import anyio
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from thumbsvc.config import Settings
-from thumbsvc.errors import Forbidden, ThumbError
+from thumbsvc.decode import allowed_formats
+from thumbsvc.errors import Forbidden, ThumbError, UnsupportedFormat
 from thumbsvc.options import FITS, FORMATS, GRAVITIES, make_options
-from thumbsvc.playground_spec import FOCAL, Spec, django_tag, fmt, grid_query, parse_spec, python_call, spec_query
+from thumbsvc.playground_spec import FOCAL, Form, Spec, django_tag, fmt, grid_query, python_call, read_form, spec_query
 from thumbsvc.service import Thumbnailer
+
+if TYPE_CHECKING:
+    import jinja2
 
 HERE = Path(__file__).parent
 CSP = (
@@ -41,30 +48,97 @@ CSP = (
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".avif", ".heic", ".heif")
+HEIF_SUFFIXES = (".heic", ".heif")
 MAX_LISTED_SOURCES = 500
 MAX_SAMPLE_STRIP = 12
 MAX_SIGN_BODY_BYTES = 16_384
 TIMES = "\N{MULTIPLICATION SIGN}"
-CURRENT = ' aria-current="true"'
 DEFAULT_QUERY = {"w": "480", "h": "320", "fit": "cover", "g": "center", "dpr": "1"}
 GRID_DEFAULT_QUERY = {"w": "160", "h": "160"}
 DPRS = ("1", "1.5", "2", "3", "4")
 PREVIEW = {"width": 960, "height": 960}  # the original is shown through the service, at most this big
 STRIP = {"width": 96, "height": 96, "fit": "cover"}
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+FIELD_NAMES = {
+    "source": "Image",
+    "w": "Width",
+    "h": "Height",
+    "dpr": "Pixel ratio",
+    "fit": "Fit",
+    "g": "Gravity",
+    "fx": "Focal x",
+    "fy": "Focal y",
+    "f": "Format",
+    "q": "Quality",
+    "bg": "Background colour",
+}
+NEEDS_JINJA2 = (
+    "thumbsvc is running in development mode: the thumbnails work, but the playground page needs Jinja2.\n"
+    'Install it with: pip install "thumbsvc[playground]"\n'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PlaygroundConfig:
+    """What the playground needs of the settings."""
+
+    media_root: str
+    max_output_px: int
+
+
+@dataclass(frozen=True, slots=True)
+class Described:
+    """A source as the page shows it: its facts in words, and why the service cannot render it ("" if it can)."""
+
+    info: str
+    problem: str = ""
 
 
 def routes(thumbnailer: Thumbnailer, settings: Settings) -> list[BaseRoute]:
-    """Given the service's thumbnailer and settings, return the playground's routes (none with a key)."""
+    """Given the service's thumbnailer and settings, return the playground's routes (none with a key).
+
+    Without Jinja2 (the ``playground`` extra) the pages answer how to install it, in plain text.
+    """
     if not settings.dev_mode:
         return []
-    playground = Playground(thumbnailer, settings)
+    try:
+        templates = load_templates()
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("jinja2", "markupsafe"):
+            raise
+        return [
+            Route("/", needs_jinja2, methods=["GET", "HEAD"], name="playground"),
+            Route("/_dev/grid", needs_jinja2, methods=["GET", "HEAD"], name="playground_grid"),
+        ]
+    config = PlaygroundConfig(settings.effective_media_root or "", settings.max_output_px)
+    playground = Playground(thumbnailer, config, templates)
     return [
         Route("/", playground.page, methods=["GET", "HEAD"], name="playground"),
         Route("/_dev/grid", playground.grid, methods=["GET", "HEAD"], name="playground_grid"),
         Route("/_dev/sign", playground.sign, methods=["POST"], name="playground_sign"),
         Route("/_dev/static/{name}", playground.static, methods=["GET", "HEAD"], name="playground_static"),
     ]
+
+
+def load_templates() -> jinja2.Environment:
+    """Return the pages' template environment: autoescaped, strict about undefined names.
+
+    Raise ``ModuleNotFoundError`` when Jinja2 is not installed.
+    """
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+
+
+async def needs_jinja2(request: Request) -> Response:
+    return PlainTextResponse(NEEDS_JINJA2, headers={"Cache-Control": "no-store"})
 
 
 def list_sources(root: str, limit: int = MAX_LISTED_SOURCES) -> list[str]:
@@ -93,16 +167,21 @@ def is_loopback_host(hostname: str | None) -> bool:
         return False
 
 
-class Playground:
-    """The playground's handlers, over one ``Thumbnailer``."""
+def problem_of(source: str, exc: ThumbError) -> str:
+    """Given a source and the service's refusal of it, return the reason in a few words for a tile."""
+    heif = source.lower().endswith(HEIF_SUFFIXES)
+    if heif and isinstance(exc, UnsupportedFormat) and "HEIF" not in allowed_formats():
+        return "HEIC needs thumbsvc[heif]"  # said by name: the service answers only "Unsupported image format"
+    return exc.public_message
 
-    def __init__(self, thumbnailer: Thumbnailer, settings: Settings) -> None:
+
+class Playground:
+    """The playground's handlers, over one ``Thumbnailer`` (its ``sign`` and ``describe``)."""
+
+    def __init__(self, thumbnailer: Thumbnailer, config: PlaygroundConfig, templates: jinja2.Environment) -> None:
         self.thumbnailer = thumbnailer
-        self.settings = settings
-        self.root = settings.effective_media_root or ""
-        self.templates = {
-            name: Template((HERE / "templates" / name).read_text("utf-8")) for name in ("base.html", "playground.html")
-        }
+        self.config = config
+        self.templates = templates
         self.files = {
             path.name: (path.read_bytes(), STATIC_TYPES[path.suffix])
             for path in (HERE / "static").iterdir()
@@ -111,72 +190,98 @@ class Playground:
 
     async def page(self, request: Request) -> Response:
         check_host(request)
-        sources = list_sources(self.root)
-        error = ""
-        try:
-            spec = self.parse(request.query_params or DEFAULT_QUERY, sources)
-        except ValueError as exc:
-            if not sources:  # nothing to fall back to
-                return Response(f"{exc}\n", status_code=404, media_type="text/plain", headers=page_headers())
-            error, spec = str(exc), self.parse(DEFAULT_QUERY, sources)
+        sources = list_sources(self.config.media_root)
+        if not sources:
+            return no_sources()
         prefix = request.scope.get("root_path", "")
         origin = f"{request.url.scheme}://{request.url.netloc}"
+        shown = sources[:MAX_SAMPLE_STRIP]
+        described = await self.describe_all(shown)
+        # The first image the service can read is the default, so a first visit shows a thumbnail.
+        default = next((name for name in shown if not described[name].problem), sources[0])
+        form = self.read(request.query_params or DEFAULT_QUERY, default)
+        spec = form.spec
+        if spec.source not in described:
+            described[spec.source] = await self.describe(spec.source)
+        query = spec_query(spec)
         thumb = self.url(spec.source, spec.options, prefix)
         strip = [
-            f'<li><a href="{_esc(prefix + "/?" + urlencode({**spec_query(spec), "source": name}))}" '
-            f'data-source="{_esc(name)}"{CURRENT if name == spec.source else ""}>'
-            f'<img src="{_esc(self.url(name, STRIP, prefix))}" alt="{_esc(name)}" width="96" height="96"></a></li>'
-            for name in sources[:MAX_SAMPLE_STRIP]
+            {
+                "source": name,
+                "href": prefix + "/?" + urlencode({**query, "source": name}),
+                "src": self.url(name, STRIP, prefix),
+                "current": name == spec.source,
+                "problem": described[name].problem,
+            }
+            for name in shown
         ]
-        main = self.templates["playground.html"].substitute(
-            prefix=_esc(prefix),
-            strip="\n".join(strip),
-            **self.controls(spec, sources),
-            error=_esc(error),
-            error_hidden="" if error else " hidden",
-            source_info=_esc(await self.describe(spec.source)),
-            original=_esc(self.url(spec.source, PREVIEW, prefix)),
-            source_alt=_esc(f"Original: {spec.source}"),
-            thumb=_esc(thumb),
-            thumb_alt=_esc(f"Thumbnail of {spec.source}"),
-            url=_esc(origin + thumb),
-            django=_esc(django_tag(spec)),
-            python=_esc(python_call(spec, origin + prefix)),
+        return self.render(
+            "playground.html",
+            title="thumbsvc playground",
+            prefix=prefix,
+            nav=self.nav(prefix, spec, current="page"),
+            error=_summary(form.errors),
+            spec=spec,
+            source_info=described[spec.source].info,
+            source_problem=described[spec.source].problem,
+            original=self.url(spec.source, PREVIEW, prefix),
+            thumb=thumb,
+            dpr=fmt(spec.options.get("dpr", 1)),
+            url=origin + thumb,
+            django=django_tag(spec),
+            python=python_call(spec, origin + prefix),
+            strip=strip,
+            **self.controls(form, sources),
         )
-        return self.html("thumbsvc playground", main, spec, prefix, current="page")
 
     async def grid(self, request: Request) -> Response:
         check_host(request)
-        sources = list_sources(self.root)
+        sources = list_sources(self.config.media_root)
+        if not sources:
+            return no_sources()
         prefix = request.scope.get("root_path", "")
-        try:
-            spec = self.parse({**GRID_DEFAULT_QUERY, **request.query_params}, sources)
-        except ValueError as exc:
-            return Response(f"{exc}\n", status_code=400, media_type="text/plain", headers=page_headers())
+        params = {**GRID_DEFAULT_QUERY, **request.query_params}
+        form = self.read(params, sources[0])
+        spec = form.spec
+        refused = {key: value for key, value in GRID_DEFAULT_QUERY.items() if key in form.errors}
+        if refused:  # a refused size falls back to the grid's own (160), not the source's: 44 cells stay small
+            spec = self.read({**params, **refused}, sources[0]).spec
         fixed = {k: v for k, v in spec.options.items() if k not in ("fit", "gravity")}
         rows: list[tuple[str, str, Any]] = [(g, g, g) for g in GRAVITIES]
         if isinstance(spec.options.get("gravity"), tuple):
             fx, fy = spec.options["gravity"]
             rows.append((f"focal point {fmt(fx)}, {fmt(fy)}", FOCAL, (fx, fy)))
-        body = []
+        table = []
         for label, control, gravity in rows:
             cells = []
             for fit in FITS:
                 cell = Spec(spec.source, _drop_defaults({**fixed, "fit": fit, "gravity": gravity}), control)
-                link = f"{prefix}/?{urlencode(spec_query(cell))}"
-                src = self.url(cell.source, cell.options, prefix)
                 cells.append(
-                    f'<td><a href="{_esc(link)}"><img src="{_esc(src)}" alt="{_esc(f"{fit}, {label}")}"></a></td>'
+                    {
+                        "href": f"{prefix}/?{urlencode(spec_query(cell))}",
+                        "src": self.url(cell.source, cell.options, prefix),
+                        "alt": f"{fit}, {label}",
+                    }
                 )
-            body.append(f'<tr><th scope="row">{_esc(label)}</th>{"".join(cells)}</tr>')
-        head = "".join(f'<th scope="col">{fit}</th>' for fit in FITS)
-        main = (
-            self.grid_form(spec, sources, prefix)
-            + f'<table class="grid"><caption>{_esc(spec.source)} at {_esc(_size_text(spec))}: '
-            f"fits across, gravities down; each links to the playground</caption>"
-            f"<thead><tr><td></td>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+            table.append({"label": label, "cells": cells})
+        query = spec_query(spec)
+        shown_here = ("source", "w", "h")
+        return self.render(
+            "grid.html",
+            title=f"thumbsvc fit {TIMES} gravity grid",
+            prefix=prefix,
+            nav=self.nav(prefix, spec, current="grid"),
+            spec=spec,
+            query=query,
+            errors={k: v for k, v in form.errors.items() if k in shown_here},
+            other_errors=[(FIELD_NAMES[k], v) for k, v in form.errors.items() if k not in shown_here],
+            sources=_with(sources, spec.source),
+            max_px=self.config.max_output_px,
+            hidden=[(key, query[key]) for key in ("fx", "fy", "f", "q", "dpr", "bg", "up") if key in query],
+            size=_size_text(spec),
+            fits=FITS,
+            rows=table,
         )
-        return self.html(f"thumbsvc fit {TIMES} gravity grid", main, spec, prefix, current="grid")
 
     async def sign(self, request: Request) -> Response:
         check_host(request)
@@ -187,20 +292,25 @@ class Playground:
             return self.json({"error": "request too large"}, 413)
         try:
             fields = json.loads(raw)
-            if not isinstance(fields, dict):
-                raise ValueError("send a JSON object of form fields")
-            spec = self.parse(fields, [])
-        except ValueError as exc:  # json.JSONDecodeError is a ValueError
-            return self.json({"error": str(exc)}, 400)
+        except ValueError:  # json.JSONDecodeError (and a UnicodeDecodeError) is a ValueError
+            fields = None
+        if not isinstance(fields, dict):
+            return self.json({"error": "send a JSON object of form fields"}, 400)
+        form = self.read(fields, "")
+        if form.errors:
+            return self.json({"error": next(iter(form.errors.values())), "errors": form.errors}, 400)
+        spec = form.spec
         prefix = request.scope.get("root_path", "")
         origin = f"{request.url.scheme}://{request.url.netloc}"
         path = self.url(spec.source, spec.options, prefix)
+        described = await self.describe(spec.source)
         return self.json(
             {
                 "path": path,
                 "url": origin + path,
                 "original": self.url(spec.source, PREVIEW, prefix),
-                "source_info": await self.describe(spec.source),
+                "source_info": described.info,
+                "source_problem": described.problem,
                 "query": urlencode(spec_query(spec)),
                 "grid_query": urlencode(grid_query(spec)),
                 "django": django_tag(spec),
@@ -219,87 +329,63 @@ class Playground:
 
     # helpers
 
-    def parse(self, params: Mapping[str, Any], sources: list[str]) -> Spec:
-        return parse_spec(
-            params, default_source=sources[0] if sources else "", max_output_px=self.settings.max_output_px
-        )
+    def read(self, params: Mapping[str, Any], default_source: str) -> Form:
+        return read_form(params, default_source=default_source, max_output_px=self.config.max_output_px)
 
     def url(self, source: str, options: Mapping[str, Any], prefix: str) -> str:
         return prefix + self.thumbnailer.sign(source, make_options(**options))
 
-    async def describe(self, source: str) -> str:
+    async def describe(self, source: str) -> Described:
+        """Return what the source's header says (nothing decoded), or why the service refuses it."""
         try:
             facts = await self.thumbnailer.describe(source)
         except ThumbError as exc:
-            return f"cannot read this source: {exc.public_message}"
-        return f"{facts.width} {TIMES} {facts.height} px · {facts.format} · {_kilobytes(facts.nbytes)}"
+            problem = problem_of(source, exc)
+            return Described(f"cannot read this source: {problem}", problem)
+        return Described(f"{facts.width} {TIMES} {facts.height} px · {facts.format} · {_kilobytes(facts.nbytes)}")
 
-    def html(self, title: str, main: str, spec: Spec, prefix: str, *, current: str) -> Response:
-        script = f'<script src="{_esc(prefix)}/_dev/static/playground.js" defer></script>' if current == "page" else ""
-        body = self.templates["base.html"].substitute(
-            title=_esc(title),
-            heading=_esc(title),
-            prefix=_esc(prefix),
-            script=script,
-            nav=self.nav(prefix, spec, current=current),
-            main_class="layout" if current == "page" else "grid-view",
-            main=main,
-        )
+    async def describe_all(self, sources: list[str]) -> dict[str, Described]:
+        """Describe the sources at once (the service bounds its own fetches and header threads)."""
+        described: dict[str, Described] = {}
+
+        async def one(name: str) -> None:
+            described[name] = await self.describe(name)
+
+        async with anyio.create_task_group() as group:
+            for name in sources:
+                group.start_soon(one, name)
+        return described
+
+    def render(self, template: str, **context: Any) -> Response:
+        body = self.templates.get_template(template).render(**context)
         return HTMLResponse(body, headers=page_headers())
 
     def json(self, content: dict[str, Any], status_code: int = 200) -> Response:
         return JSONResponse(content, status_code=status_code, headers=page_headers())
 
-    def nav(self, prefix: str, spec: Spec, *, current: str) -> str:
+    def nav(self, prefix: str, spec: Spec, *, current: str) -> list[dict[str, Any]]:
         links = (
             ("page", "/", urlencode(spec_query(spec)), "Playground"),
             ("grid", "/_dev/grid", urlencode(grid_query(spec)), f"Fit {TIMES} gravity grid"),
         )
-        return "".join(
-            f'<a id="nav-{key}" href="{_esc(f"{prefix}{path}?{query}")}"'
-            f"{' aria-current=page' if key == current else ''}>{label}</a>"
+        return [
+            {"key": key, "href": f"{prefix}{path}?{query}", "label": label, "current": key == current}
             for key, path, query, label in links
-        )
+        ]
 
-    def controls(self, spec: Spec, sources: list[str]) -> dict[str, str]:
-        query = spec_query(spec)
-        gravities = [(g, g) for g in GRAVITIES] + [(FOCAL, "focal point")]
-        formats = [("", "as the source")] + [(f, "auto (by Accept)" if f == "auto" else f) for f in FORMATS]
-        dprs = [(d, d) for d in (*DPRS, *([query["dpr"]] if query["dpr"] not in DPRS else []))]
+    def controls(self, form: Form, sources: list[str]) -> dict[str, Any]:
+        """The form's values (what the thumbnail shows: a refused value is left at its default) and choices."""
+        query = {"fx": "0.5", "fy": "0.5", "f": "", "q": "", "bg": "", "up": "", **spec_query(form.spec)}
         return {
-            "source_options": _options(_with(sources, spec.source), spec.source),
-            "w": _esc(query["w"]),
-            "h": _esc(query["h"]),
-            "max_px": str(self.settings.max_output_px),
-            "fit_options": _options([(f, f) for f in FITS], query["fit"]),
-            "g_options": _options(gravities, query["g"]),
-            "fx": _esc(query.get("fx", "0.5")),
-            "fy": _esc(query.get("fy", "0.5")),
-            "focal_disabled": "" if spec.gravity == FOCAL else " disabled",
-            "f_options": _options(formats, query.get("f", "")),
-            "q": _esc(query.get("q", "")),
-            "dpr_options": _options(dprs, query["dpr"]),
-            "bg": _esc(query.get("bg", "")),
-            "up_checked": " checked" if spec.options.get("upscale") else "",
+            "query": query,
+            "errors": form.errors,
+            "max_px": self.config.max_output_px,
+            "sources": _with(sources, form.spec.source),
+            "dprs": [(d, d) for d in (*DPRS, *([query["dpr"]] if query["dpr"] not in DPRS else []))],
+            "fits": [(f, f) for f in FITS],
+            "gravities": [(g, g) for g in GRAVITIES] + [(FOCAL, "focal point")],
+            "formats": [("", "as the source")] + [(f, "auto (by Accept)" if f == "auto" else f) for f in FORMATS],
         }
-
-    def grid_form(self, spec: Spec, sources: list[str], prefix: str) -> str:
-        query = spec_query(spec)
-        hidden = "".join(
-            f'<input type="hidden" name="{key}" value="{_esc(query[key])}">'
-            for key in ("fx", "fy", "f", "q", "dpr", "bg", "up")
-            if key in query
-        )
-        return (
-            f'<form class="grid-form" method="get" action="{_esc(prefix)}/_dev/grid">'
-            f'<div><label for="grid-source">Image</label><select id="grid-source" name="source">'
-            f"{_options(_with(sources, spec.source), spec.source)}</select></div>"
-            f'<div><label for="grid-w">Width</label><input id="grid-w" name="w" type="number" min="1" '
-            f'max="{self.settings.max_output_px}" inputmode="numeric" value="{_esc(query["w"])}"></div>'
-            f'<div><label for="grid-h">Height</label><input id="grid-h" name="h" type="number" min="1" '
-            f'max="{self.settings.max_output_px}" inputmode="numeric" value="{_esc(query["h"])}"></div>'
-            f'{hidden}<button type="submit">Show</button></form>'
-        )
 
 
 def check_host(request: Request) -> None:
@@ -312,16 +398,21 @@ def page_headers() -> dict[str, str]:
     return {"Cache-Control": "no-store", "Content-Security-Policy": CSP}
 
 
+def no_sources() -> Response:
+    text = "choose a source image (the media root has none)\n"
+    return Response(text, status_code=404, media_type="text/plain", headers=page_headers())
+
+
+def _summary(errors: Mapping[str, str]) -> str:
+    if not errors:
+        return ""
+    names = ", ".join(FIELD_NAMES[name] for name in errors)
+    return f"Some values in this address could not be used ({names}: see each field); the thumbnail shows the rest."
+
+
 def _with(sources: list[str], current: str) -> list[tuple[str, str]]:
     names = sources if current in sources else [current, *sources]
     return [(name, name) for name in names]
-
-
-def _options(choices: list[tuple[str, str]], selected: str) -> str:
-    return "".join(
-        f'<option value="{_esc(value)}"{" selected" if value == selected else ""}>{_esc(label)}</option>'
-        for value, label in choices
-    )
 
 
 def _drop_defaults(options: dict[str, Any]) -> dict[str, Any]:
@@ -336,7 +427,3 @@ def _size_text(spec: Spec) -> str:
 
 def _kilobytes(size: int) -> str:
     return f"{size} B" if size < 1024 else f"{size / 1024:.1f} KB"
-
-
-def _esc(value: str) -> str:
-    return html.escape(value, quote=True)

@@ -1,18 +1,23 @@
 """What the playground's form means: a spec, its query string, and the code that gives its URL.
 
 Pure functions over the form's text fields (``source w h fit g fx fy f q dpr bg up``); every
-value goes through the client's own checks (``make_options``), so the page refuses exactly what
-``URLSigner`` refuses, with the same message.
+value goes through the client's own checks (``make_options``, ``encode_source``) one field at a
+time, so the page refuses exactly what ``URLSigner`` refuses, with its message, next to the field
+that holds the value (the focal point is checked one coordinate at a time, with a message of its own).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from thumbsvc.options import make_options
+from thumbsvc.urls import encode_source
+
+T = TypeVar("T")
 
 FOCAL = "focal"  # the gravity control's value for a focal point (fx, fy)
 
@@ -26,46 +31,77 @@ class Spec:
     gravity: str  # the gravity control's value: a gravity name or "focal"
 
 
-def parse_spec(params: Mapping[str, Any], *, default_source: str, max_output_px: int) -> Spec:
-    """Given the form's fields (``source w h fit g fx fy f q dpr bg up``), return the spec.
+@dataclass(frozen=True, slots=True)
+class Form:
+    """The form read field by field: a spec of every valid field, and the client's message for each bad one."""
 
-    Raise ``ValueError`` with the client's own message for anything it would refuse, and for
-    a box over the service's output limit.
+    spec: Spec  # a bad field is left out (its default), so the spec is what the page can still show
+    errors: dict[str, str]  # form field name (``w``, ``fit``, ...) -> why its value was refused
+
+
+def read_form(params: Mapping[str, Any], *, default_source: str, max_output_px: int) -> Form:
+    """Given the form's fields (``source w h fit g fx fy f q dpr bg up``), return each valid value and each refusal.
+
+    Every field is checked alone with the client's own checks, so one bad value never costs the
+    others: ``?w=300&fit=squash`` keeps the width and says why ``squash`` is refused. A box over the
+    service's output limit is refused on the size field that exceeds it. A bad or missing source falls
+    back to ``default_source`` (an error only when there is none).
     """
+    errors: dict[str, str] = {}
 
     def field(name: str) -> str:
         value = params.get(name)
         return "" if value is None else str(value).strip()
 
-    source = field("source") or default_source
+    def check(name: str, make: Callable[[], T]) -> T | None:
+        try:
+            return make()
+        except ValueError as exc:
+            errors[name] = str(exc)
+            return None
+
+    source = field("source")
+    if source and check("source", lambda: encode_source(source)) is None:
+        source = ""
+    source = source or default_source
     if not source:
-        raise ValueError("choose a source image (the media root has none)")
-    options: dict[str, Any] = {}
-    for name, key in (("width", "w"), ("height", "h")):
-        if field(key):
-            options[name] = _whole(field(key), name)
-    if (field("fit") or "contain") != "contain":
-        options["fit"] = field("fit")
-    gravity = field("g") or "center"
-    if gravity == FOCAL:
-        options["gravity"] = (_number(field("fx") or "0.5", "focal x"), _number(field("fy") or "0.5", "focal y"))
-    elif gravity != "center":
-        options["gravity"] = gravity
-    if field("f"):
-        options["format"] = field("f")
-    if field("q"):
-        options["quality"] = _whole(field("q"), "quality")
-    dpr = _number(field("dpr") or "1", "dpr")
-    if dpr != 1:
-        options["dpr"] = int(dpr) if dpr.is_integer() else dpr
-    if field("bg"):
-        options["background"] = field("bg")
-    if field("up").lower() in ("1", "on", "true"):
-        options["upscale"] = True
-    box_w, box_h = make_options(**options).box
-    if max(box_w or 0, box_h or 0) > max_output_px:
-        raise ValueError(f"the service makes thumbnails of at most {max_output_px} px a side (size times dpr)")
-    return Spec(source, options, gravity)
+        errors.setdefault("source", "choose a source image (the media root has none)")
+    width = check("w", partial(_dimension, field("w"), "width")) if field("w") else None
+    height = check("h", partial(_dimension, field("h"), "height")) if field("h") else None
+    fit = check("fit", partial(_option, "fit", field("fit"))) if field("fit") else None
+    control = field("g") or "center"
+    gravity: Any = None
+    if control == FOCAL:
+        gravity = _focal(field("fx") or "0.5", field("fy") or "0.5", errors)
+    elif control != "center" and check("g", partial(_option, "gravity", control)) is not None:
+        gravity = control
+    else:
+        control = "center"
+    fmt_name = check("f", partial(_format, field("f"))) if field("f") else None
+    quality = check("q", partial(_quality, field("q"))) if field("q") else None
+    dpr = check("dpr", partial(_dpr, field("dpr"))) if field("dpr") else None
+    background = check("bg", partial(_option, "background", field("bg"))) if field("bg") else None
+    box_w, box_h = make_options(width=width, height=height, dpr=dpr or 1).box
+    over = f"the service makes thumbnails of at most {max_output_px} px a side (size times dpr)"
+    if (box_w or 0) > max_output_px:
+        errors["w"], width = over, None
+    if (box_h or 0) > max_output_px:
+        errors["h"], height = over, None
+    # In the client's documented order, defaults left out.
+    named = {
+        "width": width,
+        "height": height,
+        "fit": fit if fit != "contain" else None,
+        "gravity": gravity,
+        "format": fmt_name,
+        "quality": quality,
+        "dpr": dpr if dpr != 1 else None,
+        "background": background,
+        "upscale": True if field("up").lower() in ("1", "on", "true") else None,
+    }
+    options = {name: value for name, value in named.items() if value is not None}
+    make_options(**options)  # every field passed alone; together they cannot fail
+    return Form(Spec(source, options, control), errors)
 
 
 def spec_query(spec: Spec) -> dict[str, str]:
@@ -149,6 +185,45 @@ def _number(text: str, name: str) -> float:
     except ValueError:
         raise ValueError(f"{name} must be a number, not {text!r}") from None
     return round(value, 4)
+
+
+def _option(name: str, value: Any) -> Any:
+    """Return ``value`` if the client takes it as this argument; raise its ``ValueError`` otherwise."""
+    make_options(**{name: value})
+    return value
+
+
+def _dimension(text: str, name: str) -> int:
+    return int(_option(name, _whole(text, name)))
+
+
+def _format(text: str) -> str | None:
+    return make_options(format=text).format  # the canonical name: "JPG" is "jpeg"
+
+
+def _quality(text: str) -> int:
+    return int(_option("quality", _whole(text, "quality")))
+
+
+def _dpr(text: str) -> float:
+    value = _number(text, "dpr")
+    _option("dpr", value)
+    return int(value) if value.is_integer() else value
+
+
+def _focal(x_text: str, y_text: str, errors: dict[str, str]) -> tuple[float, float]:
+    """Return the focal point; a refused coordinate (noted in ``errors``) is 0.5 and the other is kept."""
+    point: list[float] = []
+    for key, text, name in (("fx", x_text, "focal x"), ("fy", y_text, "focal y")):
+        try:
+            value = _number(text, name)
+            if not 0 <= value <= 1:  # also NaN
+                raise ValueError(f"{name} must be from 0 to 1, not {text!r}")
+            point.append(value)
+        except ValueError as exc:
+            errors[key] = str(exc)
+            point.append(0.5)
+    return point[0], point[1]
 
 
 def fmt(value: float) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import re
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,14 @@ from starlette.testclient import TestClient
 from tests.helpers import make_photo
 from thumbsvc.app import create_app
 from thumbsvc.config import Settings
+from thumbsvc.decode import allowed_formats
+
+# What a media root's unreadable files show on their tiles (the service's public messages, and one of ours).
+HEIC_REASON = "HEIC needs thumbsvc[heif]"
+UNDECODABLE = "Source image could not be decoded"
+UNSUPPORTED = "Unsupported image format"
+# The first bytes of an iPhone HEIC (an ISO-BMFF ``ftyp`` box, brand heic): what identifies the format.
+HEIC_HEADER = struct.pack(">I", 24) + b"ftypheic" + bytes(4) + b"mif1heic"
 
 # The playground answers only to loopback host names (the development key signs whatever it is asked).
 LOCAL = "http://127.0.0.1"
@@ -43,6 +53,29 @@ def nested_root(tmp_path: Path) -> Path:
     return root
 
 
+def make_unreadable_root(root: Path) -> Path:
+    """Fill ``root`` with files the service cannot render, listed before and after one good photo:
+    a HEIC (no plugin), text with a .jpg suffix, an empty PNG, and a JPEG cut off after its header."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "0-phone.heic").write_bytes(HEIC_HEADER + bytes(range(256)) * 8)
+    (root / "1-notes.jpg").write_text("not an image, whatever its name says\n")
+    (root / "2-empty.png").write_bytes(b"")
+    (root / "3-good.jpg").write_bytes(make_photo((600, 450)))
+    whole = make_photo((1200, 900))
+    (root / "4-cut.jpg").write_bytes(whole[: len(whole) // 3])  # the header says 1200x900; the pixels stop early
+    return root
+
+
+def heif_registered() -> bool:
+    """Whether this environment has pillow-heif (the heif extra): then a HEIC is read, or refused as undecodable."""
+    return "HEIF" in allowed_formats()
+
+
+@pytest.fixture
+def unreadable_root(tmp_path: Path) -> Path:
+    return make_unreadable_root(tmp_path / "media")
+
+
 def image_sources(page: str) -> list[str]:
     """Return the ``src`` of every ``<img>`` on a page, unescaped."""
     return [src.replace("&amp;", "&") for src in re.findall(r'<img[^>]*\ssrc="([^"]+)"', page)]
@@ -52,6 +85,4 @@ def element_text(page: str, element_id: str) -> str:
     """Return the text inside the element with this id (no nesting), unescaped."""
     match = re.search(rf'id="{element_id}"[^>]*>(.*?)</', page, re.S)
     assert match, element_id
-    return (
-        match.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&#x27;", "'")
-    ).replace("&amp;", "&")
+    return html.unescape(match.group(1))

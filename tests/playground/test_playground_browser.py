@@ -1,7 +1,7 @@
 """The playground in a real browser: Debian's Chromium driven by Playwright against a real uvicorn on loopback.
 
 Skipped when ``/usr/bin/chromium`` or the ``playwright`` package is missing (``.ci/run`` installs both).
-Screenshots of every view go to ``test-artifacts/``; docs/playground.png is one of them.
+Screenshots of every view go to ``test-artifacts/``; docs/playground.jpg is a copy of one of them.
 """
 
 from __future__ import annotations
@@ -9,16 +9,18 @@ from __future__ import annotations
 import re
 import socket
 import threading
-import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
 
 from tests.helpers import REPO
+from tests.playground.conftest import HEIC_REASON, UNDECODABLE, UNSUPPORTED, heif_registered, make_unreadable_root
 from thumbsvc.app import create_app
 from thumbsvc.config import Settings
 from thumbsvc.playground import TIMES
@@ -43,30 +45,58 @@ ARGS = [
 ARTIFACTS = REPO / "test-artifacts"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-# Chromium logs a failed fetch as a console error; only the test that provokes one allows it.
+# Chromium logs a failed fetch as a console error; only the tests that provoke one allow it.
 HTTP_400 = "400"
+# A refused image: Chromium's console line ("status of 422 (...)") and our log of the response ("HTTP 422: url").
+REFUSED_IMAGE = ("415", "422")
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    """The embedded development default on a free loopback port, in a thread."""
+class Server(uvicorn.Server):
+    """uvicorn that says when it is listening (an event, not a polled flag)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.listening.set()
+
+
+@contextmanager
+def serve(settings: Settings) -> Iterator[str]:
+    """Run the app on a free loopback port in a thread; yield its origin."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(Settings(render_slots=2)), log_config=None, access_log=False, lifespan="on")
-    uvicorn_server = uvicorn.Server(config)
-    thread = threading.Thread(target=uvicorn_server.run, kwargs={"sockets": [sock]}, daemon=True)
+    config = uvicorn.Config(create_app(settings), log_config=None, access_log=False, lifespan="on")
+    server = Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not uvicorn_server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
+    try:
+        if not server.listening.wait(timeout=20):
             pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    uvicorn_server.should_exit = True
-    thread.join(timeout=20)
-    sock.close()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """The embedded development default."""
+    with serve(Settings(render_slots=2)) as origin:
+        yield origin
+
+
+@pytest.fixture(scope="module")
+def unreadable_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A media root of files the service cannot render, and one good photo."""
+    root = make_unreadable_root(tmp_path_factory.mktemp("unreadable") / "media")
+    with serve(Settings(media_root=str(root), render_slots=2)) as origin:
+        yield origin
 
 
 @pytest.fixture(scope="module")
@@ -85,23 +115,27 @@ class Tab:
     origin: str
     problems: list[str] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
 
-    def assert_clean(self, allowed: str | None = None) -> None:
-        problems = [p for p in self.problems if allowed is None or allowed not in p]
+    def assert_clean(self, *allowed: str) -> None:
+        problems = [p for p in self.problems if not any(text in p for text in allowed)]
         assert problems == []
         assert self.foreign == []
+
+    def requests_for(self, path: str) -> int:
+        return sum(1 for url in self.requests if urlsplit(url).path == urlsplit(path).path)
 
 
 @pytest.fixture
 def open_tab(browser: Any, server: str) -> Iterator[Any]:
     contexts = []
 
-    def open_tab(viewport: dict[str, int] = DESKTOP) -> Tab:
-        context = browser.new_context(viewport=viewport, base_url=server)
+    def open_tab(viewport: dict[str, int] = DESKTOP, *, origin: str = server, script: bool = True) -> Tab:
+        context = browser.new_context(viewport=viewport, base_url=origin, java_script_enabled=script)
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(15_000)
-        tab = Tab(page, server)
+        tab = Tab(page, origin)
         page.on(
             "console", lambda m: tab.problems.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None
         )
@@ -110,8 +144,9 @@ def open_tab(browser: Any, server: str) -> Iterator[Any]:
         page.on("response", lambda r: tab.problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
 
         def check_request(request: Any) -> None:
-            if not request.url.startswith((server + "/", "blob:", "data:")):
+            if not request.url.startswith((origin + "/", "blob:", "data:")):
                 tab.foreign.append(request.url)
+            tab.requests.append(request.url)
 
         page.on("request", check_request)
         return tab
@@ -256,21 +291,165 @@ def test_clicking_the_original_sets_the_focal_point(open_tab: Any) -> None:
     tab.assert_clean()
 
 
-def test_a_refused_spec_is_explained_and_cleared(open_tab: Any) -> None:
+def test_first_load_requests_the_thumbnail_once(open_tab: Any) -> None:
+    # A spec no other test asks for, so the service has not rendered it yet.
     tab = open_tab()
     page = tab.page
-    page.goto("/")
+    page.goto("/?source=craft-beer.jpg&w=317&h=211&fit=cover&g=south-east")
     path = wait_for_thumbnail(tab)
-    page.fill("#w", "5000")
-    page.wait_for_selector("#error", state="visible")
-    assert "at most 4096 px a side" in str(page.text_content("#error"))
+    assert "/317x211/fit:cover/g:south-east/craft-beer.jpg" in path
+    assert tab.requests_for(path) == 1  # before, the page's <img> and the script's fetch asked at once
+    timing = str(page.text_content("#m-time"))
+    assert timing.endswith("rendered now") and "render" in timing, timing
+    assert "shared a render in flight" not in timing
+    assert page.eval_on_selector("#thumb", "i => [i.naturalWidth, i.src.startsWith('blob:')]") == [317, True]
+
+    page.reload()
+    assert wait_for_thumbnail(tab) == path
+    assert tab.requests_for(path) == 2  # one more for one more load
+    assert str(page.text_content("#m-time")).endswith("from the service's cache")
+    tab.assert_clean()
+
+
+def test_without_script_the_page_shows_its_thumbnail_itself(open_tab: Any) -> None:
+    tab = open_tab(script=False)
+    page = tab.page
+    page.goto("/?source=cat.jpg&w=123&h=77&fit=cover")
+    shown = images(tab)
+    noscript = [image for image in shown if "/123x77/fit:cover/cat.jpg" in image["src"]]
+    assert len(noscript) == 1 and (noscript[0]["w"], noscript[0]["h"]) == (123, 77)
+    assert all(image["w"] > 0 for image in shown if image["src"]), shown
+    tab.assert_clean()
+
+
+def field_error(tab: Tab, name: str) -> str | None:
+    box = tab.page.locator(f"#{name}-error")
+    return str(box.text_content()) if box.is_visible() else None
+
+
+def test_a_bookmarked_state_keeps_its_valid_values_and_marks_bad_ones(open_tab: Any) -> None:
+    tab = open_tab()
+    page = tab.page
+    page.goto("/?source=cat.jpg&w=300&fit=squash&q=500")
+    path = wait_for_thumbnail(tab)
+    # The valid width is kept and a thumbnail of everything valid is shown.
+    assert "/300x/cat.jpg" in path
+    assert page.eval_on_selector("#thumb", "i => i.naturalWidth") == 300
+    assert page.input_value("#w") == "300"
+    assert field_error(tab, "fit") == "fit must be one of contain, cover, fill, pad, not 'squash'"
+    assert field_error(tab, "q") == "quality must be an integer from 1 to 100, not 500"
+    assert page.get_attribute("#fit", "aria-invalid") == "true"
+    assert page.get_attribute("#q", "aria-invalid") == "true"
+    assert field_error(tab, "w") is None and page.get_attribute("#w", "aria-invalid") is None
+    assert "could not be used" in str(page.text_content("#error")) and page.is_visible("#error")
+    # The error is described to assistive technology by the field it belongs to.
+    assert page.evaluate("document.getElementById('q').getAttribute('aria-describedby')") == "q-error"
+    screenshot(tab, "playground-refused.png")
+
+    # Live: a bad value typed is marked at once, next to its field; the last thumbnail stays, dimmed.
+    with page.expect_response(lambda response: response.url.endswith("/_dev/sign")) as signing:
+        page.fill("#q", "500")
+    assert signing.value.status == 400
+    # The answer marks only what the form now holds: its fit is a valid one, so that mark goes.
+    page.wait_for_selector("#fit-error", state="hidden")
+    assert page.get_attribute("#fit", "aria-invalid") is None
+    assert field_error(tab, "q") == "quality must be an integer from 1 to 100, not 500"
+    assert page.get_attribute("#q", "aria-invalid") == "true"
     assert "stale" in str(page.get_attribute("#thumb", "class"))
+    page.fill("#w", "5000")
+    page.wait_for_selector("#w-error", state="visible")
+    assert "at most 4096 px a side" in str(field_error(tab, "w"))
+
+    # Fixing them clears every mark and shows the new thumbnail; the address bar then holds a valid state.
     page.fill("#w", "300")
+    page.fill("#q", "80")
     path = wait_for_thumbnail(tab, path)
-    assert "/300x320/fit:cover/cat.jpg" in path
+    assert "/300x/q:80/cat.jpg" in path
+    assert field_error(tab, "q") is None and field_error(tab, "w") is None
+    assert page.evaluate("document.querySelectorAll('[aria-invalid]').length") == 0
     assert not page.is_visible("#error")
     assert "stale" not in str(page.get_attribute("#thumb", "class"))
-    tab.assert_clean(allowed=HTTP_400)
+    assert "q=80" in page.url and "squash" not in page.url
+    tab.assert_clean(HTTP_400)
+
+
+TILES = """() => Array.from(document.querySelectorAll(".strip a")).map((a) => {
+  const box = a.getBoundingClientRect();
+  const inner = a.firstElementChild;
+  return {
+    source: a.dataset.source, broken: a.classList.contains("broken"), text: a.textContent.trim(),
+    reason: a.querySelector(".tile-reason") ? a.querySelector(".tile-reason").textContent : null,
+    label: a.title, x: box.x, y: box.y, w: box.width, h: box.height,
+    overflows: inner.scrollHeight > inner.clientHeight + 1 || inner.scrollWidth > inner.clientWidth + 1,
+    image: a.querySelector("img") ? a.querySelector("img").naturalWidth : null,
+  };
+})"""
+
+
+def assert_tidy(tiles: list[dict[str, Any]]) -> None:
+    """Every tile is one box of the strip's height; no two overlap; nothing spills out of its box."""
+    assert {round(tile["h"]) for tile in tiles} == {70}, tiles  # 64 px and a 3 px border
+    for tile in tiles:
+        assert not tile["overflows"], tile
+    for i, a in enumerate(tiles):
+        for b in tiles[i + 1 :]:
+            beside = a["x"] + a["w"] <= b["x"] or b["x"] + b["w"] <= a["x"]
+            above = a["y"] + a["h"] <= b["y"] or b["y"] + b["h"] <= a["y"]
+            assert beside or above, (a, b)
+
+
+def test_files_the_service_cannot_render_get_tidy_tiles(open_tab: Any, unreadable_server: str) -> None:
+    tab = open_tab(origin=unreadable_server)
+    page = tab.page
+    page.goto("/")
+    wait_for_thumbnail(tab)
+    # The cut-off JPEG's header is fine, so it gets an <img>; the script turns it into a tile with the reason.
+    page.wait_for_selector(".strip a[data-source='4-cut.jpg'] .tile-reason")
+    tiles = {tile["source"]: tile for tile in page.evaluate(TILES)}
+    heic = UNSUPPORTED if heif_registered() else HEIC_REASON
+    expected = {"0-phone.heic": heic, "1-notes.jpg": UNSUPPORTED, "2-empty.png": UNSUPPORTED, "4-cut.jpg": UNDECODABLE}
+    if heif_registered():
+        del expected["0-phone.heic"]  # with the plugin this file fails differently: only its tidiness is checked
+    for source, reason in expected.items():
+        assert tiles[source]["broken"] and tiles[source]["reason"] == reason, tiles[source]
+        assert tiles[source]["label"] == f"{source}: {reason}"
+        assert tiles[source]["image"] is None  # no broken <img> left
+    assert not tiles["3-good.jpg"]["broken"] and tiles["3-good.jpg"]["image"] == 96
+    assert_tidy(list(tiles.values()))
+    # The good photo is the default: its thumbnail is shown; the page has no broken image anywhere.
+    assert page.input_value("#source") == "3-good.jpg"
+    assert all(image["w"] > 0 for image in images(tab))
+    screenshot(tab, "playground-unreadable.png")
+
+    # Choosing an unreadable file explains it in place of the original and says why there is no thumbnail.
+    page.click(".strip a[data-source='1-notes.jpg']")
+    page.wait_for_selector("#original-problem", state="visible")
+    assert page.text_content("#original-problem") == UNSUPPORTED
+    assert not page.is_visible("#original")
+    page.wait_for_selector("#error", state="visible")
+    assert f"415: {UNSUPPORTED}" in str(page.text_content("#error"))
+    # ... and one whose header is fine but whose pixels are not: the original's own failure is explained.
+    page.click(".strip a[data-source='4-cut.jpg']")
+    page.wait_for_function(
+        "text => document.getElementById('original-problem').textContent === text"
+        " && !document.getElementById('original-problem').hidden",
+        arg=UNDECODABLE,
+    )
+    assert not page.is_visible("#original")
+    tab.assert_clean(*REFUSED_IMAGE)
+
+
+def test_unreadable_tiles_stay_in_their_boxes_without_script(open_tab: Any, unreadable_server: str) -> None:
+    tab = open_tab(origin=unreadable_server, script=False)
+    page = tab.page
+    page.goto("/")
+    page.wait_for_function("Array.from(document.images).every(image => image.complete)")
+    tiles = page.evaluate(TILES)
+    cut = next(tile for tile in tiles if tile["source"] == "4-cut.jpg")
+    assert cut["image"] == 0 and not cut["broken"]  # a broken image, as the server could not know ...
+    assert_tidy(tiles)  # ... whose alt text stays inside its own box
+    screenshot(tab, "playground-unreadable-noscript.png")
+    tab.assert_clean(*REFUSED_IMAGE)
 
 
 def test_grid_view_renders_every_fit_and_gravity(open_tab: Any) -> None:
@@ -340,12 +519,12 @@ UNLABELLED = """() => Array.from(document.querySelectorAll("input:not([type=hidd
   .map((e) => e.outerHTML.slice(0, 80))"""
 
 
-@pytest.mark.parametrize("view", ["/", "/_dev/grid?source=cat.jpg"])
+@pytest.mark.parametrize("view", ["/", "/?source=cat.jpg&w=300&fit=squash&q=500", "/_dev/grid?source=cat.jpg&w=0"])
 def test_views_are_labelled_and_readable(open_tab: Any, view: str) -> None:
     tab = open_tab()
     page = tab.page
     page.goto(view)
-    if view == "/":
+    if not view.startswith("/_dev/"):
         wait_for_thumbnail(tab)
         page.select_option("#g", "focal")  # enable every control
     assert page.evaluate(UNLABELLED) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import html
 import json
 import re
 import subprocess
@@ -10,13 +11,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import markupsafe
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from tests.helpers import TEST_KEY, decode
-from tests.playground.conftest import LOCAL, element_text, image_sources
+from tests.helpers import REPO, TEST_KEY, decode, make_photo
+from tests.playground.conftest import (
+    HEIC_REASON,
+    LOCAL,
+    UNDECODABLE,
+    UNSUPPORTED,
+    element_text,
+    heif_registered,
+    image_sources,
+)
 from thumbsvc import playground
 from thumbsvc.app import create_app
 from thumbsvc.client import URLSigner
@@ -44,6 +54,11 @@ def test_page_lists_the_samples_and_every_image_on_it_loads(dev: TestClient) -> 
         assert f'<option value="{name}"' in page.text
     sources = image_sources(page.text)
     assert len(sources) == len(SAMPLES) + 2  # the sample strip, the original and the thumbnail
+    # The thumbnail has one <img src>, inside <noscript>: with script, only the script fetches it (once).
+    thumb = element_text(page.text, "url").removeprefix(LOCAL)
+    assert sources.count(thumb) == 1
+    assert re.search(rf'<noscript><img src="{re.escape(html.escape(thumb))}"', page.text)
+    assert re.search(r'<img id="thumb"(?![^>]*\ssrc=)[^>]*\sdata-url="([^"]+)"', page.text)
     for src in sources:
         response = dev.get(src)
         assert response.status_code == 200, src
@@ -71,25 +86,112 @@ def test_page_takes_its_state_from_the_query(dev: TestClient) -> None:
     assert "/300x300/fit:pad/g:0.25:0.75/f:png/q:70/dpr:2/bg:112233/up:1/craft-beer.jpg" in url
     assert '<option value="pad" selected>' in page
     assert '<option value="focal" selected>' in page
-    assert 'id="fx" name="fx" type="number" min="0" max="1" step="0.001" inputmode="decimal" value="0.25">' in page
+    assert re.search(r'<input id="fx" name="fx" [^>]*value="0.25"', page)
+    assert not re.search(r'<input id="fx" [^>]*disabled', page)
     assert 'id="up" name="up" type="checkbox" value="1" checked>' in page
+    assert "aria-invalid" not in page and 'id="error" class="error" role="alert" hidden' in page
     image = decode(dev.get(url.removeprefix(LOCAL)).content)
     assert (image.format, image.size) == ("PNG", (600, 600))
     assert image.convert("RGB").getpixel((0, 0)) == (0x11, 0x22, 0x33)  # padding in the background colour
 
 
-def test_a_bad_query_shows_the_reason_and_the_defaults(dev: TestClient) -> None:
-    page = dev.get("/?source=cat.jpg&w=wide&h=200")
+def field_error(page: str, field: str) -> str | None:
+    """Return the error shown next to a field, or None when its error box is hidden."""
+    match = re.search(
+        rf'<p class="field-error" id="{field}-error" data-field="{field}"( hidden)?>(.*?)</p>', page, re.S
+    )
+    assert match, field
+    return None if match.group(1) else html.unescape(match.group(2))
+
+
+def is_invalid(page: str, field: str) -> bool:
+    tag = re.search(rf'<(?:input|select) id="{field}" [^>]*>', page)
+    assert tag, field
+    return 'aria-invalid="true"' in tag.group(0)
+
+
+FIELDS = ("source", "w", "h", "dpr", "fit", "g", "fx", "fy", "f", "q", "bg")
+
+
+@pytest.mark.parametrize(
+    ("query", "errors", "path", "size"),
+    [
+        # The issue's example: one bad fit and one bad quality cost neither the width nor each other.
+        (
+            "source=cat.jpg&w=300&fit=squash&q=500",
+            {"fit": "fit must be one of contain, cover, fill, pad, not 'squash'", "q": "quality must be an integer"},
+            "/300x/cat.jpg",
+            (300, 224),
+        ),
+        ("source=cat.jpg&w=wide&h=200&fit=cover", {"w": "width must be a whole number, not 'wide'"}, "/x200/", None),
+        ("source=cat.jpg&w=5000&h=100", {"w": "at most 4096 px a side"}, "/x100/cat.jpg", (134, 100)),
+        ("source=cat.jpg&w=100&h=100&fit=cover&dpr=9", {"dpr": "dpr must be from 1 to 4"}, "/100x100/", (100, 100)),
+        (
+            "source=cat.jpg&w=90&h=90&fit=cover&g=focal&fx=2&fy=0.25&f=bmp&bg=red",
+            {"fx": "focal x must be from 0 to 1, not '2'", "f": "format must be one of", "bg": "background must be"},
+            "/90x90/fit:cover/g:0.5:0.25/cat.jpg",
+            (90, 90),
+        ),
+        ("source=cat.jpg&w=80&g=sideways", {"g": "gravity must be one of"}, "/80x/cat.jpg", (80, 60)),
+    ],
+)
+def test_a_bookmarked_state_keeps_its_valid_values_and_marks_each_bad_one(
+    dev: TestClient, query: str, errors: dict[str, str], path: str, size: tuple[int, int] | None
+) -> None:
+    response = dev.get(f"/?{query}")
+    assert response.status_code == 200
+    page = response.text
+    for field in FIELDS:
+        shown = field_error(page, field)
+        if field in errors:
+            assert shown is not None and errors[field] in shown, (field, shown)
+            assert is_invalid(page, field), field
+        else:
+            assert shown is None, (field, shown)
+            assert not is_invalid(page, field), field
+    summary = element_text(page, "error")
+    assert "could not be used" in summary and "the thumbnail shows the rest" in summary
+    assert 'id="error" class="error" role="alert" hidden' not in page
+    # The page still shows a thumbnail of everything that was valid.
+    url = element_text(page, "url")
+    assert path in url, url
+    if size is not None:
+        assert decode(dev.get(url.removeprefix(LOCAL)).content).size == size
+
+
+def test_a_bookmarked_state_keeps_valid_values_in_the_form(dev: TestClient) -> None:
+    page = dev.get("/?source=craft-beer.jpg&w=300&h=abc&fit=squash&f=webp&q=500&dpr=2").text
+    assert re.search(r'<input id="w" [^>]*value="300"', page)
+    assert re.search(r'<input id="h" [^>]*value=""', page)  # refused: back to "auto", with the reason beside it
+    assert '<option value="craft-beer.jpg" selected>' in page
+    assert '<option value="webp" selected>' in page
+    assert '<option value="2" selected>' in page
+    assert '<option value="contain" selected>' in page  # the fit the thumbnail uses, beside why squash is not one
+    assert re.search(r'<input id="q" [^>]*value=""', page)
+    assert "/300x/f:webp/dpr:2/craft-beer.jpg" in element_text(page, "url")
+    # The links carry the valid state only, so following one does not repeat the refusals.
+    nav = re.search(r'id="nav-grid" href="([^"]+)"', page)
+    assert nav and "q=" not in nav.group(1) and "squash" not in nav.group(1)
+
+
+def test_a_source_the_client_refuses_is_marked_not_a_server_error(dev: TestClient) -> None:
+    # Before, URLSigner's refusal escaped the handler: a 500 with a traceback in the log.
+    page = dev.get("/?source=s3://bucket&w=100")
     assert page.status_code == 200
-    assert '<p id="error" class="error" role="alert">width must be a whole number' in page.text
-    assert "/480x320/fit:cover/cat.jpg" in element_text(page.text, "url")
+    assert field_error(page.text, "source") == "an S3 source needs a key after the bucket"
+    assert "/100x/cat.jpg" in element_text(page.text, "url")  # the default image, with the valid width
+    grid = dev.get("/_dev/grid?source=s3://bucket")
+    assert grid.status_code == 200 and "an S3 source needs a key after the bucket" in grid.text
+    refused = dev.post("/_dev/sign", content=b'{"source": "\\ud800.jpg"}', headers={"content-type": "application/json"})
+    assert refused.status_code == 400
+    assert list(refused.json()["errors"]) == ["source"]
 
 
 def test_any_image_in_the_media_root_is_offered(nested_root: Path) -> None:
     app = create_app(Settings(media_root=str(nested_root), render_slots=2))
     with TestClient(app, base_url=LOCAL) as client:
         page = client.get("/").text
-        select = page.split('id="source" name="source">')[1].split("</select>")[0]
+        select = re.split(r'<select id="source" [^>]*>', page)[1].split("</select>")[0]
         # Sorted, subfolders included, hidden entries and non-images left out; the first is the default.
         assert re.findall(r'<option value="([^"]*)"', select) == ["shoots/2024/beach day.png", "top.jpg"]
         assert '<option value="shoots/2024/beach day.png" selected>' in select
@@ -101,10 +203,153 @@ def test_any_image_in_the_media_root_is_offered(nested_root: Path) -> None:
 
 def test_an_empty_media_root_says_so(tmp_path: Path) -> None:
     with TestClient(create_app(Settings(media_root=str(tmp_path), render_slots=2)), base_url=LOCAL) as client:
-        page = client.get("/")
-        assert page.status_code == 404
-        assert page.text == "choose a source image (the media root has none)\n"
-        assert client.get("/_dev/grid").status_code == 400
+        for path in ("/", "/_dev/grid"):
+            page = client.get(path)
+            assert page.status_code == 404
+            assert page.text == "choose a source image (the media root has none)\n"
+
+
+def test_tiles_say_why_the_service_cannot_render_a_file(unreadable_root: Path) -> None:
+    with TestClient(create_app(Settings(media_root=str(unreadable_root), render_slots=2)), base_url=LOCAL) as client:
+        page = client.get("/").text
+        strip = page.split('aria-label="Samples">')[1].split("</ul>")[0]
+        tiles = dict(re.findall(r'data-source="([^"]+)"[^>]*>(.*?)</a></li>', strip, re.S))
+        assert list(tiles) == ["0-phone.heic", "1-notes.jpg", "2-empty.png", "3-good.jpg", "4-cut.jpg"]
+
+        def reason(name: str) -> str | None:
+            found = re.search(r'<span class="tile-reason">(.*?)</span>', tiles[name])
+            return html.unescape(found.group(1)) if found else None
+
+        # Decided from the header (describe): no <img> is offered for these, so no broken image.
+        if heif_registered():  # the heif extra is installed: this file's header is simply not a whole HEIC
+            assert reason("0-phone.heic") not in (None, HEIC_REASON)
+        else:
+            assert reason("0-phone.heic") == HEIC_REASON
+        assert reason("1-notes.jpg") == UNSUPPORTED
+        assert reason("2-empty.png") == UNSUPPORTED
+        assert "<img" not in tiles["0-phone.heic"] + tiles["1-notes.jpg"] + tiles["2-empty.png"]
+        # Readable headers get an image; a cut-off file is found only when its pixels fail (the script says why).
+        assert reason("3-good.jpg") is None and "<img" in tiles["3-good.jpg"]
+        assert reason("4-cut.jpg") is None and "<img" in tiles["4-cut.jpg"]
+        cut = re.search(r'<img src="([^"]+)"', tiles["4-cut.jpg"])
+        assert cut is not None
+        refused = client.get(html.unescape(cut.group(1)))
+        assert (refused.status_code, refused.text) == (422, UNDECODABLE + "\n")  # what the script shows on the tile
+        # The first image the service can read is the default, so a first visit shows a thumbnail.
+        assert '<option value="3-good.jpg" selected>' in page
+        assert decode(client.get(element_text(page, "url").removeprefix(LOCAL)).content).size == (480, 320)
+
+
+def test_an_unreadable_source_is_explained_not_shown_broken(unreadable_root: Path) -> None:
+    with TestClient(create_app(Settings(media_root=str(unreadable_root), render_slots=2)), base_url=LOCAL) as client:
+        reason = UNSUPPORTED if heif_registered() else HEIC_REASON
+        page = client.get("/?source=0-phone.heic&w=100").text
+        original = re.search(r'<img id="original"[^>]*>', page)
+        assert original and " src=" not in original.group(0) and " hidden" in original.group(0)
+        assert element_text(page, "original-problem") == reason or heif_registered()
+        assert element_text(page, "source-info").startswith("cannot read this source: ")
+        signed = client.post("/_dev/sign", json={"source": "0-phone.heic", "w": "100"}).json()
+        assert signed["source_problem"] == element_text(page, "original-problem")
+        assert client.post("/_dev/sign", json={"source": "3-good.jpg"}).json()["source_problem"] == ""
+        good = re.search(r'<img id="original" src="([^"]+)"', client.get("/?source=3-good.jpg").text)
+        assert good and client.get(html.unescape(good.group(1))).status_code == 200
+
+
+def test_the_strip_describes_at_most_its_tiles(tmp_path: Path) -> None:
+    # Describing a source reads it (into the source cache) and its header: bounded by the strip, not the root.
+    root = tmp_path / "many"
+    root.mkdir()
+    photo = make_photo((64, 48))
+    for i in range(playground.MAX_SAMPLE_STRIP + 8):
+        (root / f"photo-{i:02}.jpg").write_bytes(photo)
+    with TestClient(create_app(Settings(media_root=str(root), render_slots=2)), base_url=LOCAL) as client:
+        page = client.get("/").text
+        assert page.count('<li><a href="/?') == playground.MAX_SAMPLE_STRIP
+        assert page.count('<option value="photo-') == playground.MAX_SAMPLE_STRIP + 8
+        metrics = client.get("/metrics").text
+        assert f'thumbsvc_cache_entries{{cache="source"}} {playground.MAX_SAMPLE_STRIP}.0' in metrics
+        client.get("/?source=photo-19.jpg")  # one past the strip: described too, being shown
+        metrics = client.get("/metrics").text
+        assert f'thumbsvc_cache_entries{{cache="source"}} {playground.MAX_SAMPLE_STRIP + 1}.0' in metrics
+
+
+def test_names_are_escaped_by_the_templates(tmp_path: Path) -> None:
+    root = tmp_path / "odd"
+    root.mkdir()
+    name = """<b onmouseover="x()">'&amp;.jpg"""
+    (root / name).write_bytes(make_photo((64, 48)))
+    (root / "<i>.heic").write_bytes(b"")
+    with TestClient(create_app(Settings(media_root=str(root), render_slots=2)), base_url=LOCAL) as client:
+        for path in ("/", "/_dev/grid?w=40&h=40", "/?source=%3Cscript%3Ealert(1)%3C/script%3E"):
+            page = client.get(path).text
+            assert "<b " not in page and "<i>" not in page and "<script>" not in page, path
+            assert 'onmouseover="' not in page, path
+        page = client.get("/").text
+        escaped = str(markupsafe.escape(name))  # the name as text and in attributes, escaped exactly once
+        assert page.count(escaped) >= 5 and html.escape(escaped) not in page
+        assert element_text(page, "django").startswith('{% load thumbsvc %}\n{% thumbnail_url "<b onmouseover=\\"x()')
+
+
+def test_the_html_lives_in_templates() -> None:
+    # Pages and fragments are Jinja2 templates with autoescape; the module builds no markup of its own.
+    source = (REPO / "thumbsvc" / "playground.py").read_text(encoding="utf-8")
+    assert not re.search(r"<(a|img|li|td|th|tr|option|input|form|div|p|ul|span|table|script|nav)[\s>]", source)
+    assert "string.Template" not in source and "import html" not in source
+    environment = playground.load_templates()
+    assert environment.autoescape is True
+    names = set(environment.list_templates())
+    assert {"base.html", "playground.html", "grid.html", "form.html", "strip.html", "nav.html", "options.html"} <= names
+
+
+# Run in a fresh interpreter where jinja2 (and markupsafe) cannot be imported, as after `pip install thumbsvc`.
+WITHOUT_JINJA2 = """
+import importlib.abc, json, sys
+
+tried = []
+
+class HideJinja2(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("jinja2", "markupsafe"):
+            tried.append(name)
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, HideJinja2())
+
+from starlette.testclient import TestClient
+from thumbsvc.app import create_app
+from thumbsvc.client import URLSigner
+from thumbsvc.config import Settings
+
+settings = Settings(render_slots=2)
+with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+    index, grid = client.get("/"), client.get("/_dev/grid")
+    thumb = client.get(URLSigner(settings.dev_key).url("cat.jpg", width=64, height=64, fit="cover"))
+    print(json.dumps({
+        "index": [index.status_code, index.headers["content-type"], index.text],
+        "grid": [grid.status_code, grid.text],
+        "thumb": [thumb.status_code, thumb.headers["content-type"], len(thumb.content)],
+        "sign": client.post("/_dev/sign", json={"source": "cat.jpg"}).status_code,
+        "tried": tried,
+        "loaded": sorted(m for m in sys.modules if m.partition(".")[0] in ("jinja2", "markupsafe")),
+    }))
+"""
+
+
+def test_development_mode_serves_thumbnails_without_jinja2() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_JINJA2], capture_output=True, text=True, timeout=120, check=False, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    status, content_type, text = seen["index"]
+    assert status == 200 and content_type.startswith("text/plain")
+    assert 'pip install "thumbsvc[playground]"' in text
+    assert seen["grid"] == [200, text]
+    assert seen["thumb"][:2] == [200, "image/jpeg"] and seen["thumb"][2] > 0
+    assert seen["sign"] in (403, 404, 405)  # not mounted: the thumbnail route's answer
+    assert "jinja2" in seen["tried"]  # the playground asked for it, and went on without it
+    assert seen["loaded"] == []
 
 
 @pytest.mark.parametrize(
@@ -200,26 +445,43 @@ print(json.dumps([engines["django"].from_string(t).render({}) for t in templates
 
 
 @pytest.mark.parametrize(
-    ("fields", "message"),
+    ("fields", "field", "message"),
     [
-        ({"w": "abc"}, "width must be a whole number"),
-        ({"w": "-5"}, "width must be a whole number"),
-        ({"fit": "squash"}, "fit must be one of contain, cover, fill, pad"),
-        ({"g": "up"}, "gravity must be one of"),
-        ({"g": "focal", "fx": "1.5", "fy": "0"}, "a focal point is (x, y) with 0 <= x, y <= 1"),
-        ({"g": "focal", "fx": "left", "fy": "0"}, "focal x must be a number"),
-        ({"f": "bmp"}, "format must be one of"),
-        ({"q": "0"}, "quality must be an integer from 1 to 100"),
-        ({"dpr": "5"}, "dpr must be from 1 to 4"),
-        ({"bg": "red"}, "background must be '#rrggbb' or '#rrggbbaa'"),
-        ({"w": "3000", "dpr": "2"}, "at most 4096 px a side"),
-        ({"source": ""}, "choose a source image"),
+        ({"w": "abc"}, "w", "width must be a whole number"),
+        ({"w": "-5"}, "w", "width must be a whole number"),
+        ({"w": "0"}, "w", "width must be an integer from 1 to 16384"),
+        ({"fit": "squash"}, "fit", "fit must be one of contain, cover, fill, pad"),
+        ({"g": "up"}, "g", "gravity must be one of"),
+        ({"g": "focal", "fx": "1.5", "fy": "0"}, "fx", "focal x must be from 0 to 1, not '1.5'"),
+        ({"g": "focal", "fx": "0", "fy": "nan"}, "fy", "focal y must be from 0 to 1, not 'nan'"),
+        ({"g": "focal", "fx": "left", "fy": "0"}, "fx", "focal x must be a number"),
+        ({"f": "bmp"}, "f", "format must be one of"),
+        ({"q": "0"}, "q", "quality must be an integer from 1 to 100"),
+        ({"dpr": "5"}, "dpr", "dpr must be from 1 to 4"),
+        ({"bg": "red"}, "bg", "background must be '#rrggbb' or '#rrggbbaa'"),
+        ({"w": "3000", "dpr": "2"}, "w", "at most 4096 px a side"),
+        ({"h": "3000", "dpr": "2"}, "h", "at most 4096 px a side"),
+        ({"source": ""}, "source", "choose a source image"),
     ],
 )
-def test_sign_refuses_a_bad_spec_with_the_reason(dev: TestClient, fields: dict[str, str], message: str) -> None:
+def test_sign_refuses_a_bad_spec_with_the_reason(
+    dev: TestClient, fields: dict[str, str], field: str, message: str
+) -> None:
     response = dev.post("/_dev/sign", json={"source": "cat.jpg", "w": "100", **fields})
     assert response.status_code == 400
-    assert message in response.json()["error"]
+    answer = response.json()
+    assert message in answer["error"]
+    assert list(answer["errors"]) == [field]  # the script shows it next to this field, and only there
+    assert message in answer["errors"][field]
+
+
+def test_sign_names_every_bad_field_at_once(dev: TestClient) -> None:
+    response = dev.post("/_dev/sign", json={"source": "cat.jpg", "w": "300", "fit": "squash", "q": "500"})
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert set(errors) == {"fit", "q"}
+    assert errors["fit"] == "fit must be one of contain, cover, fill, pad, not 'squash'"
+    assert errors["q"] == "quality must be an integer from 1 to 100, not 500"
 
 
 def test_sign_takes_only_a_json_object(dev: TestClient) -> None:
@@ -228,8 +490,14 @@ def test_sign_takes_only_a_json_object(dev: TestClient) -> None:
         dev.post("/_dev/sign", content=b'{"source": "cat.jpg"}', headers={"content-type": "text/plain"}).status_code
         == 415
     )
-    assert dev.post("/_dev/sign", content=b"{", headers={"content-type": "application/json"}).status_code == 400
-    assert dev.post("/_dev/sign", json=["cat.jpg"]).status_code == 400
+    form = dev.post("/_dev/sign", data={"source": "cat.jpg"})  # what a cross-site <form> could send
+    assert (form.status_code, form.json()) == (415, {"error": "send the form as application/json"})
+    assert dev.post("/_dev/sign", content=b'{"source": "cat.jpg"}').status_code == 415  # no Content-Type at all
+    # JSON, but not a JSON object of fields: 400 with a message, and no field to mark.
+    for body in (b"{", b"not json", b'["cat.jpg"]', b'"cat.jpg"'):
+        refused = dev.post("/_dev/sign", content=body, headers={"content-type": "application/json"})
+        assert refused.status_code == 400, body
+        assert refused.json() == {"error": "send a JSON object of form fields"}, body
     assert dev.post("/_dev/sign", json={"source": "x" * 20_000}).status_code == 413
     assert dev.get("/_dev/sign").status_code in (403, 405)  # the thumbnail route takes GET: a bad signature
 
@@ -253,7 +521,13 @@ def test_grid_shows_every_fit_and_gravity(dev: TestClient) -> None:
     with_focal = dev.get("/_dev/grid?source=craft-beer.jpg&w=48&h=48&g=focal&fx=0.1&fy=0.9").text
     assert len(image_sources(with_focal)) == 4 * 11
     assert '<th scope="row">focal point 0.1, 0.9</th>' in with_focal
-    assert dev.get("/_dev/grid?w=0").status_code == 400
+    # A refused size is marked beside its field; the grid keeps its own size for it and still renders.
+    refused = dev.get("/_dev/grid?source=craft-beer.jpg&w=0&h=48&q=500")
+    assert refused.status_code == 200
+    assert "width must be an integer from 1 to 16384, not 0" in element_text(refused.text, "w-error")
+    assert "quality must be an integer from 1 to 100, not 500" in refused.text
+    cells = image_sources(refused.text)
+    assert len(cells) == 4 * 10 and all("/160x48/" in src for src in cells)
 
 
 def test_static_files_are_served_with_their_types(dev: TestClient) -> None:

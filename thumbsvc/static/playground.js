@@ -1,5 +1,7 @@
-// thumbsvc playground: sign the form's spec on the server, load and measure the thumbnail,
-// set the focal point by clicking (or with the arrow keys on) the original. Plain script, no build.
+// thumbsvc playground: sign the form's spec on the server, load and measure the thumbnail (one request:
+// the page's own <img> for it is in <noscript>), show a refused value next to its field, explain images
+// the service cannot render, set the focal point by clicking (or with the arrow keys on) the original.
+// Plain script, no build.
 "use strict";
 
 (function () {
@@ -73,6 +75,69 @@
     setState("error");
   }
 
+  // Each refused value is shown next to its field (the server renders the same for a bookmarked address).
+  function showFieldErrors(errors) {
+    for (const box of form.querySelectorAll(".field-error")) {
+      const message = errors[box.dataset.field] || "";
+      box.textContent = message;
+      box.hidden = !message;
+      const control = fields[box.dataset.field];
+      if (!control) continue;
+      if (message) control.setAttribute("aria-invalid", "true");
+      else control.removeAttribute("aria-invalid");
+    }
+  }
+
+  function hasFieldErrors() {
+    return form.querySelector(".field-error:not([hidden])") !== null;
+  }
+
+  // Why the service would not render an image: its answer is a short plain-text reason.
+  async function reasonFor(src) {
+    try {
+      const response = await fetch(src, { headers: { Accept: IMAGE_ACCEPT } });
+      const text = response.ok ? "" : (await response.text()).trim();
+      if (text) return text;
+    } catch (failure) {
+      // the network's own failure: say so below
+    }
+    return "This image could not be shown";
+  }
+
+  // A sample tile whose image failed (a truncated file passes the header check) says why, inside its tile.
+  async function breakTile(link, image) {
+    const reason = await reasonFor(image.src);
+    const part = (className, text) => {
+      const span = document.createElement("span");
+      span.className = className;
+      span.textContent = text;
+      return span;
+    };
+    const box = part("tile-problem", "");
+    box.append(part("tile-name", link.dataset.source), part("visually-hidden", ": "), part("tile-reason", reason));
+    image.replaceWith(box);
+    link.classList.add("broken");
+    link.title = link.dataset.source + ": " + reason;
+  }
+
+  function showOriginal(src, problem) {
+    const box = byId("original-problem");
+    if (problem) {
+      original.hidden = true;
+      original.removeAttribute("src");
+      original.dataset.src = "";
+      box.textContent = problem;
+      box.hidden = false;
+      return;
+    }
+    box.hidden = true;
+    original.hidden = false;
+    if (original.dataset.src !== src) {
+      original.dataset.src = src;
+      original.src = src;
+    }
+  }
+
   function formatBytes(size) {
     const text = size.toLocaleString("en") + " B";
     return size < 1024 ? text : (size / 1024).toFixed(1) + " KB (" + text + ")";
@@ -110,13 +175,23 @@
         body: body,
       });
       signed = await response.json();
+      if (mine !== sequence) return;
+      showFieldErrors(signed.errors || {});
+      if (signed.errors) {
+        showError("Fix the marked fields; the thumbnail shows the last settings that worked.");
+        return;
+      }
       if (!response.ok) throw new Error(signed.error || "HTTP " + response.status);
     } catch (failure) {
       if (mine === sequence) showError("Cannot sign these options: " + failure.message);
       return;
     }
-    if (mine !== sequence) return;
     showSpec(signed);
+    await load(signed, mine);
+  }
+
+  // Fetch the thumbnail once, measure it, and show those very bytes.
+  async function load(signed, mine) {
     try {
       const started = performance.now();
       const response = await fetch(signed.path, { cache: "no-store", headers: { Accept: IMAGE_ACCEPT } });
@@ -138,11 +213,8 @@
     byId("django").textContent = signed.django;
     byId("python").textContent = signed.python;
     byId("source-info").textContent = signed.source_info;
-    if (original.dataset.src !== signed.original) {
-      original.dataset.src = signed.original;
-      original.src = signed.original;
-      original.alt = "Original: " + fields.source.value;
-    }
+    original.alt = "Original: " + fields.source.value;
+    showOriginal(signed.original, signed.source_problem);
     history.replaceState(null, "", "?" + signed.query);
     byId("nav-page").href = "?" + signed.query;
     byId("nav-grid").href = byId("nav-grid").pathname + "?" + signed.grid_query;
@@ -174,7 +246,8 @@
         byId("m-time").textContent =
           Math.round(elapsed) + " ms" + (server ? " (server: " + server + ")" : "") + (cache ? ", " + cache : "");
         byId("m-time").title = "From request to last byte, measured in this browser";
-        error.hidden = true;
+        if (!hasFieldErrors()) error.hidden = true;
+        thumb.hidden = false;
         thumb.classList.remove("stale");
         status.textContent = "Thumbnail updated: " + width + " by " + height + " pixels, " + blob.size + " bytes.";
         setState("ready");
@@ -245,7 +318,25 @@
     });
   }
 
-  original.dataset.src = original.getAttribute("src");
+  for (const image of document.querySelectorAll(".strip img")) {
+    const link = image.closest("a");
+    // An image may have failed before this script ran: complete, with no pixels.
+    if (image.complete && image.naturalWidth === 0) breakTile(link, image);
+    else image.addEventListener("error", () => breakTile(link, image), { once: true });
+  }
+  original.addEventListener("error", async () => {
+    const src = original.getAttribute("src");
+    if (!src) return;
+    const reason = await reasonFor(src);
+    if (original.getAttribute("src") === src) showOriginal(src, reason);
+  });
+
+  original.dataset.src = original.getAttribute("src") || "";
+  if (original.dataset.src && original.complete && original.naturalWidth === 0) {
+    original.dispatchEvent(new Event("error"));
+  }
   syncFocal();
-  update(true);
+  // The page was rendered for this very form: measure its thumbnail without signing it again.
+  lastBody = JSON.stringify(formFields());
+  load({ path: thumb.dataset.url, dpr: thumb.dataset.dpr }, ++sequence);
 })();
