@@ -116,7 +116,6 @@ def test_media_root_sources_with_alias_segments_are_refused(source: str) -> None
     [
         "https://example.com/a/../b.jpg",
         "http://example.com/./a.jpg",
-        "s3://bucket/a/../b.jpg",
         "https://example.com//x",
     ],
 )
