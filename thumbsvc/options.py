@@ -35,7 +35,7 @@ GRAVITIES = (
     "south-west",
     "smart",
 )
-FORMATS = ("jpeg", "png", "webp", "avif", "gif", "auto")
+FORMATS = ("jpeg", "png", "webp", "avif", "gif", "auto", "json")  # json: the image's facts and a ThumbHash
 MAX_DIMENSION = 16384  # hard ceiling; the server applies its own, smaller limit
 MIN_DPR, MAX_DPR = 1.0, 4.0
 ROTATIONS = (0, 90, 180, 270)

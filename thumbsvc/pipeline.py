@@ -18,7 +18,7 @@ between them (a render past its deadline is abandoned at the next step: ``Render
     compose  pad onto the canvas, flatten alpha for formats without it
     gray     gray: luminance, alpha kept
     mark     wm: the operator's named watermark
-    encode   write the output format, no metadata
+    encode   write the output format, no metadata (f:json: the facts of the output and its ThumbHash)
 
 An animation runs ``decode`` and the per-frame steps on every frame (``animate``) and is encoded
 whole; the deadline is checked between frames too.
@@ -41,16 +41,18 @@ is byte-identical whether its frame came from a cache or from its own decode.
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from PIL import ExifTags, Image
+from PIL import Image
 
-from thumbsvc import animation, color, filters, memory, smartcrop
+from thumbsvc import animation, color, filters, memory, placeholders, smartcrop
 from thumbsvc.decode import Limits, open_image, pillow_errors
-from thumbsvc.encoding import ALPHA_FORMATS, encode, encode_animation, output_kind
+from thumbsvc.encoding import SOURCE_KINDS, encode, encode_animation, output_kind
 from thumbsvc.errors import BadRequest, RenderTimeout, SourceTooLarge
 from thumbsvc.geometry import (
     FLIPS,
@@ -68,6 +70,17 @@ from thumbsvc.geometry import (
 )
 from thumbsvc.geometry import plan as plan_geometry
 from thumbsvc.options import RenderOptions
+from thumbsvc.pixels import (
+    TRANSPOSE,
+    codes_ycbcr,
+    draft_at,
+    flatten,
+    frame_bytes,
+    pad,
+    read_orientation,
+    resize_planar,
+    upright_size,
+)
 
 __all__ = [
     "HEADER_STEPS",
@@ -93,29 +106,16 @@ DRAFT_MIN_RATIO = {8: 2.0, 4: 2.0, 2: 1.3}
 # at once can share one decode (docs/performance.md measures the rule).
 MIN_SHARED_EDGE_PX = 1600
 DENOMINATORS = (8, 4, 2)  # the JPEG decoder's DCT scales below full size, coarsest first
-# Chroma planes are box-reduced by the whole part of ratio / CHROMA_REDUCING_GAP, then resampled
-# to half the output size with CHROMA_FILTER.
-CHROMA_REDUCING_GAP = 1.25
-CHROMA_FILTER = Image.Resampling.BICUBIC
 
 # Output kinds whose encoders keep chroma at half resolution in both directions.
 SUBSAMPLED_KINDS = frozenset({"jpeg", "webp", "avif"})
-# Adobe APP14 transform 0: the three components are R, G, B, not Y, Cb, Cr.
-ADOBE_RGB_TRANSFORM = 0
-RGB_COMPONENT_IDS = (ord("R"), ord("G"), ord("B"))
+
+# f:json works on a preview of the output at most this big (ThumbHash's input), from the coarsest decode
+# that still gives it.
+FACTS_PREVIEW_PX = 100
 
 # Bump whenever a change to the pipeline changes its output: it is part of every ETag.
 RENDER_VERSION = "8"
-
-_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,10 +155,12 @@ class Job:
     exif_orientation: int = 1  # the source's own
     orientation: int = 1  # EXIF orientation, then rot and flip: the one transform the result is turned by
     icc_profile: bytes | None = field(default=None, repr=False)
-    kind: str = ""  # output format
+    kind: str = ""  # output format (f:json: the format the image would have, whose facts are given)
+    facts: bool = False  # f:json: answer the facts of the output and its ThumbHash, from a small preview
     animated: bool = False
     # plan
-    layout: Plan | None = None
+    layout: Plan | None = None  # the geometry the steps work to (f:json: the output's, shrunk to a preview)
+    output_plan: Plan | None = None  # the output's own geometry
     base: tuple[int, int, int, int] | None = None  # what trim kept, in upright pixels (left, top, width, height)
     denominator: int = 1  # JPEG DCT scale of the decode: 1, 2, 4 or 8
     factor: int = 1  # then box-reduced by this factor, to the request's own scale
@@ -245,10 +247,12 @@ def probe(job: Job) -> None:
         job.exif_orientation = read_orientation(image)
         job.orientation = with_rotation(job.exif_orientation, job.options.rotate, job.options.flip)
         job.header = memory.read_header(image)
-        job.kind = output_kind(job.options.format, image.format, job.auto_format, color.has_alpha(image))
+        job.facts = job.options.format == "json"
+        requested = None if job.facts else job.options.format
+        job.kind = output_kind(requested, image.format, job.auto_format, color.has_alpha(image))
         icc = image.info.get("icc_profile")
         job.icc_profile = icc if isinstance(icc, bytes) else None
-        job.animated = animation.is_animated(image) and job.kind in animation.ANIMATED_KINDS
+        job.animated = animation.is_animated(image) and job.kind in animation.ANIMATED_KINDS and not job.facts
 
 
 def plan(job: Job) -> None:
@@ -256,7 +260,7 @@ def plan(job: Job) -> None:
     options = job.options
     if options.watermark is not None and options.watermark not in job.watermarks:
         raise BadRequest(f"no watermark {options.watermark!r}", public_message="Unknown watermark")
-    job.layout = make_plan(job.upright, geometry_options(job), job.limits)
+    set_plan(job, make_plan(job.upright, geometry_options(job), job.limits))
     header = job.header
     assert header is not None
     if job.animated:
@@ -273,6 +277,8 @@ def plan(job: Job) -> None:
         frames = 1
         job.planar = job.kind in SUBSAMPLED_KINDS and codes_ycbcr(job.opened)
         job.denominator, job.factor = decode_scale(header, job.plan)
+        if job.facts:  # the coarsest decode that gives the preview: it shares nothing worth a finer one
+            job.denominator, job.factor = job.denominator * job.factor, 1
     size = upright_size(job.plan.size, job.orientation)
     copies = sum(
         1 for wanted in (options.blur, options.sharpen, options.watermark, options.grayscale or None) if wanted
@@ -294,6 +300,27 @@ def plan(job: Job) -> None:
 
     job.decode_bytes = estimate(job.denominator, decodes=True)
     job.finish_bytes = estimate(job.denominator * job.factor, decodes=False)
+
+
+def set_plan(job: Job, layout: Plan) -> None:
+    """Make ``layout`` the job's geometry: as it is, or for f:json the output's, worked to a small preview."""
+    job.output_plan = layout
+    if not job.facts:
+        job.layout = layout
+        return
+    canvas_w, canvas_h = layout.canvas
+    scale = min(1.0, FACTS_PREVIEW_PX / max(canvas_w, canvas_h))
+
+    def shrink(value: int) -> int:
+        return max(1, round(value * scale))
+
+    size = (shrink(layout.size[0]), shrink(layout.size[1]))
+    canvas = (shrink(canvas_w), shrink(canvas_h))
+    offset = (
+        min(round(layout.offset[0] * scale), canvas[0] - size[0]),
+        min(round(layout.offset[1] * scale), canvas[1] - size[1]),
+    )
+    job.layout = Plan(layout.region, size, canvas, offset)
 
 
 def geometry_options(job: Job) -> RenderOptions:
@@ -372,7 +399,7 @@ def trim(job: Job) -> None:
     left, top, right, bottom = transform_box(box, image.size, ORIENTATIONS[job.orientation])
     scale = job.scale
     job.base = (round(left / scale), round(top / scale), round((right - left) / scale), round((bottom - top) / scale))
-    job.layout = make_plan(job.upright, geometry_options(job), job.limits, base=job.base)
+    set_plan(job, make_plan(job.upright, geometry_options(job), job.limits, base=job.base))
 
 
 def reduce(job: Job) -> None:
@@ -403,8 +430,8 @@ def focus(job: Job) -> None:
     with pillow_errors():
         box = decoded_box((left, top, left + width, top + height), job)
         aspect = layout.size[0] / layout.size[1]
-        point = smartcrop.focus_point(job.picture, box, aspect, _TRANSPOSE.get(job.orientation))
-    job.layout = make_plan(job.upright, geometry, job.limits, focus=point, base=job.base)
+        point = smartcrop.focus_point(job.picture, box, aspect, TRANSPOSE.get(job.orientation))
+    set_plan(job, make_plan(job.upright, geometry, job.limits, focus=point, base=job.base))
 
 
 def resize(job: Job) -> None:
@@ -430,7 +457,7 @@ def resize(job: Job) -> None:
 
 def orient(job: Job) -> None:
     """Turn the (small) result upright by its EXIF orientation."""
-    method = _TRANSPOSE.get(job.orientation)
+    method = TRANSPOSE.get(job.orientation)
     if method is not None:
         job.pixels = job.picture.transpose(method)
 
@@ -479,7 +506,10 @@ FIRST_FRAME_ONLY: tuple[Step, ...] = (trim, focus)
 
 
 def encode_still(job: Job) -> None:
-    """Write the output format; nothing of the source's metadata is carried."""
+    """Write the output format; nothing of the source's metadata is carried. f:json: the facts."""
+    if job.facts:
+        job.rendered = describe(job)
+        return
     image = job.picture
     if job.decoded is not None and image is job.decoded.frame:
         # The encoder sets attributes on the image it saves: never hand it a frame others may share.
@@ -490,6 +520,31 @@ def encode_still(job: Job) -> None:
 
 
 STILL_STEPS: tuple[Step, ...] = (decode, trim, reduce, *FRAME_STEPS[1:], encode_still)
+
+
+def describe(job: Job) -> Rendered:
+    """f:json: the upright source's facts, the output's size and format, its average and dominant colours
+    and its ThumbHash (from the preview the steps made), as JSON. Nothing else of the source (privacy)."""
+    header, output = job.header, job.output_plan
+    assert header is not None and output is not None
+    source_w, source_h = upright_size(header.size, job.exif_orientation)
+    with pillow_errors():
+        width, height, rgba = placeholders.small_rgba(job.picture)
+        facts = {
+            "source": {
+                "width": source_w,
+                "height": source_h,
+                "format": SOURCE_KINDS.get(header.format, header.format.lower()),
+                "alpha": header.alpha,
+                "frames": header.frames,
+            },
+            "output": {"width": output.canvas[0], "height": output.canvas[1], "format": job.kind},
+            "average": placeholders.average_colour(rgba),
+            "dominant": placeholders.dominant_colour(width, height, rgba),
+            "thumbhash": base64.b64encode(placeholders.thumbhash(width, height, rgba)).decode("ascii"),
+        }
+    body = json.dumps(facts, separators=(",", ":")).encode("ascii")
+    return Rendered(body, "application/json", output.canvas[0], output.canvas[1])
 
 
 def animate(job: Job) -> None:
@@ -542,64 +597,6 @@ def make_plan(
         raise BadRequest(str(exc), public_message=f"Options do not fit the image: {exc}") from exc
 
 
-def read_orientation(image: Image.Image) -> int:
-    """Return the EXIF orientation (1-8); a missing or broken EXIF block means 1.
-
-    Pillow's ``getexif`` also reads the orientation of PNG eXIf chunks, ImageMagick's
-    text chunks, XMP ``tiff:Orientation`` and AVIF ``irot``/``imir`` boxes (which the
-    AVIF decoder does not apply itself), so one lookup covers every format.
-    """
-    try:
-        # For a PNG, Pillow's own ``getexif`` decodes the whole image to look for an eXIf chunk after
-        # the pixels; ``decode.open_image`` has already put such a chunk in ``info``, so the base
-        # class's reading of ``info`` is complete and decodes nothing.
-        exif = Image.Image.getexif(image) if image.format == "PNG" else image.getexif()
-        value = exif.get(ExifTags.Base.Orientation, 1)
-    except Exception:
-        return 1
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
-
-
-def upright_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
-    return (size[1], size[0]) if orientation >= 5 else size
-
-
-def codes_ycbcr(image: Image.Image) -> bool:
-    """True for a three-component JPEG whose components are Y, Cb, Cr (libjpeg's reading of the header).
-
-    JFIF files are YCbCr; Adobe files say so in their transform flag; without either marker,
-    component ids R, G, B mean RGB.
-    """
-    if image.format not in memory.JPEG_FORMATS or image.mode != "RGB":
-        return False
-    if "jfif" in image.info:
-        return True
-    if "adobe" in image.info:
-        return image.info.get("adobe_transform") != ADOBE_RGB_TRANSFORM
-    layers = getattr(image, "layer", [])
-    return tuple(layer[0] for layer in layers) != RGB_COMPONENT_IDS
-
-
-def draft_at(image: Image.Image, denominator: int, *, planar: bool = False) -> float:
-    """Let the JPEG decoder scale by 1/``denominator`` (and with ``planar`` hand over YCbCr); return the scale."""
-    if image.format not in memory.JPEG_FORMATS or (denominator == 1 and not planar):
-        return 1.0
-    width, height = image.size
-    # Pillow picks the largest scale whose result is at least the size asked for.
-    size = (max(1, width // denominator), max(1, height // denominator)) if denominator > 1 else None
-    drafted = image.draft("YCbCr" if planar else image.mode, size)
-    # Pillow answers with the source's extent in decoded pixels: (0, 0, width / scale, height / scale).
-    return drafted[1][2] / width if drafted is not None else 1.0
-
-
-def frame_bytes(frame: Image.Image, data: bytes) -> int:
-    """The memory a decoded frame holds: its pixels, the metadata it carries, and for an MPO its source bytes."""
-    held = frame.width * frame.height * memory.stored_bytes(frame.mode)
-    held += sum(len(value) for value in frame.info.values() if isinstance(value, bytes))
-    # A multi-picture file keeps its source open for its other pictures.
-    return held + (len(data) if frame.format == "MPO" else 0)
-
-
 def decoded_box(region: tuple[float, float, float, float], job: Job) -> tuple[float, float, float, float]:
     """Given a region in upright source pixels, return it in the pixels of ``job.pixels`` (stored, scaled)."""
     scale = job.scale
@@ -608,85 +605,3 @@ def decoded_box(region: tuple[float, float, float, float], job: Job) -> tuple[fl
     return stored_box(
         (left * scale, top * scale, right * scale, bottom * scale), (src_w * scale, src_h * scale), job.orientation
     )
-
-
-def resize_planar(image: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float]) -> Image.Image:
-    """Resample luma with LANCZOS to ``size`` and chroma to half of it (every encoder this path
-    serves keeps chroma at half resolution), then double each chroma sample, which the encoder's
-    2x2 averaging turns back into exactly that sample."""
-    # One plane at a time, so no more than one full-size plane exists beside the decoded image.
-    luma = image.getchannel(0).resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
-    half = ((size[0] + 1) // 2, (size[1] + 1) // 2)
-    left, top, right, bottom = box
-    # A chroma sample stands for two output pixels: for an odd size the grid reaches one pixel past the box.
-    span = ((right - left) * 2 * half[0] / size[0], (bottom - top) * 2 * half[1] / size[1])
-    # The decoded chroma planes were upsampled from half resolution (or IDCT-scaled to full size):
-    # box-reducing them first costs no detail and makes the resample cheap.
-    factor = (
-        max(1, int(span[0] / half[0] / CHROMA_REDUCING_GAP)),
-        max(1, int(span[1] / half[1] / CHROMA_REDUCING_GAP)),
-    )
-    chroma_box = (
-        left / factor[0],
-        top / factor[1],
-        (left + span[0]) / factor[0],
-        (top + span[1]) / factor[1],
-    )
-    planes = []
-    for band in (1, 2):
-        plane = image.getchannel(band)
-        plane = extend_edges(plane.reduce(factor) if factor != (1, 1) else plane, chroma_box)
-        plane = plane.resize(half, CHROMA_FILTER, box=chroma_box)
-        plane = plane.resize((2 * half[0], 2 * half[1]), Image.Resampling.NEAREST)
-        planes.append(plane if plane.size == size else plane.crop((0, 0, *size)))
-    return Image.merge("YCbCr", (luma, *planes))
-
-
-def extend_edges(plane: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
-    """Return the plane grown by copies of its last column and row until it holds ``box``."""
-    width, height = plane.size
-    grow = (max(0, math.ceil(box[2]) - width), max(0, math.ceil(box[3]) - height))
-    if grow == (0, 0):
-        return plane
-    grown = plane.crop((0, 0, width + grow[0], height + grow[1]))
-    if grow[0]:
-        grown.paste(plane.crop((width - 1, 0, width, height)).resize((grow[0], height)), (width, 0))
-    if grow[1]:
-        grown.paste(
-            grown.crop((0, height - 1, width + grow[0], height)).resize((width + grow[0], grow[1])), (0, height)
-        )
-    return grown
-
-
-def background_colour(options: RenderOptions, kind: str) -> tuple[int, int, int, int]:
-    """The pad and flatten colour: as asked, else transparent where the format has alpha, else white."""
-    if options.background is not None:
-        hex_ = options.background
-        alpha = int(hex_[6:8], 16) if len(hex_) == 8 else 255
-        return (int(hex_[0:2], 16), int(hex_[2:4], 16), int(hex_[4:6], 16), alpha)
-    return (255, 255, 255, 0) if kind in ALPHA_FORMATS else (255, 255, 255, 255)
-
-
-def pad(image: Image.Image, layout: Plan, options: RenderOptions, kind: str) -> Image.Image:
-    if layout.canvas == image.size and layout.offset == (0, 0):
-        return image
-    colour = background_colour(options, kind)
-    mode = "RGBA" if colour[3] < 255 or image.mode in ("RGBA", "LA") else "RGB"
-    canvas = Image.new(mode, layout.canvas, colour if mode == "RGBA" else colour[:3])
-    source = image.convert(mode) if image.mode != mode else image
-    if mode == "RGBA":
-        canvas.alpha_composite(source, layout.offset)
-    else:
-        canvas.paste(source, layout.offset)
-    return canvas
-
-
-def flatten(image: Image.Image, options: RenderOptions, kind: str) -> Image.Image:
-    """For formats without alpha, composite onto the background (white unless asked)."""
-    if kind in ALPHA_FORMATS or image.mode not in ("RGBA", "LA"):
-        return image
-    colour = background_colour(options, kind)[:3]
-    rgba = image.convert("RGBA")
-    base = Image.new("RGBA", image.size, (*colour, 255))
-    base.alpha_composite(rgba)
-    return base.convert("RGB" if image.mode == "RGBA" or colour[0] != colour[1] or colour[1] != colour[2] else "L")

@@ -41,6 +41,7 @@ __all__ = [
     "average_colour",
     "backfill",
     "compute",
+    "dominant_colour",
     "hex_colour",
     "load_small",
     "parse_thumbhash",
@@ -204,3 +205,18 @@ def backfill(root: str | os.PathLike[str], out: TextIO | None = None, err: TextI
             continue
         print(f"{name}\t{found.thumbhash}\t{found.average}\t{found.width}x{found.height}", file=out)
     return status
+
+
+def dominant_colour(width: int, height: int, rgba: bytes) -> str:
+    """Given an RGBA preview (at most 100x100), return its most common colour as ``#rrggbb``: the pixels
+    median-cut into 16 colours, the largest group's; pixels under half opacity do not count."""
+    from PIL import Image
+
+    pixels = [rgba[i : i + 3] for i in range(0, len(rgba), 4) if rgba[i + 3] >= 128] or [b"\0\0\0"]
+    image = Image.frombytes("RGB", (len(pixels), 1), b"".join(pixels))
+    quantized = image.quantize(colors=16, method=Image.Quantize.MEDIANCUT)
+    counts: list[tuple[int, int]] = quantized.getcolors() or [(1, 0)]  # type: ignore[assignment]
+    index = max(counts, key=lambda item: (item[0], -item[1]))[1]  # the most pixels; ties: the first
+    palette = quantized.getpalette() or [0, 0, 0]
+    red, green, blue = palette[3 * index : 3 * index + 3]
+    return f"#{red:02x}{green:02x}{blue:02x}"

@@ -103,12 +103,16 @@ def test_nginx_template_caches_on_the_raw_uri_and_passes_it_unchanged() -> None:
     text = NGINX_TEMPLATE.read_text()
     assert re.search(r'proxy_cache_key\s+"\$request_uri\|\$thumbsvc_accept_bucket";', text)
     # proxy_pass with no URI part: nginx forwards the client's request line as it came.
-    assert re.findall(r"proxy_pass\s+(\S+);", text) == ["http://thumbsvc"] * 3
+    assert re.findall(r"proxy_pass\s+(\S+);", text) == ["http://thumbsvc"] * 4
     assert "proxy_cache_lock on;" in text
     assert re.search(r"proxy_cache_use_stale[^;]*\berror\b[^;]*\btimeout\b[^;]*\bupdating\b", text)
     assert "add_header X-Cache-Status $upstream_cache_status always;" in text
     valid = re.findall(r"proxy_cache_valid ([^;]+);", text)
-    assert valid == ["400 404 410 413 415 422 1m"]  # never 403, never 5xx
+    assert valid == ["400 404 410 413 415 422 1m"] * 2  # never 403, never 5xx
+    # Expiring URLs have a location of their own that never serves a stale copy.
+    expiring = text[text.index("location ~ /exp:") :]
+    expiring = expiring[: expiring.index("\n    }\n")]
+    assert "proxy_cache_use_stale off;" in expiring and "background_update" not in expiring
 
 
 def test_nginx_template_placeholders_match_compose() -> None:

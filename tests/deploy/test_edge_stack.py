@@ -192,6 +192,26 @@ def test_errors_are_cached_briefly_or_not_at_all(stack: Stack, signer: URLSigner
         assert response.headers["x-cache-status"] == "MISS"
 
 
+def test_an_expiring_url_is_not_served_from_the_edge_after_its_time(stack: Stack, signer: URLSigner) -> None:
+    # nginx keeps the thumbnail for the max-age thumbsvc capped at the URL's seconds left, then asks again
+    # and gets the 410. Real time passes here: nginx's clock is the one that matters.
+    expires = int(time.time()) + 3
+    url = signer.url("small.jpg", width=150, expires=expires)
+    with httpx.Client(timeout=30) as client:
+        first = client.get(url)
+        assert first.status_code == 200, stack.logs()
+        assert first.headers["cache-control"] in {f"public, max-age={n}" for n in range(4)}
+        assert "immutable" not in first.headers["cache-control"] and "expires" in first.headers
+        second = client.get(url)
+        assert (second.status_code, second.headers["x-cache-status"]) == (200, "HIT")
+        time.sleep(max(0.0, expires + 1.2 - time.time()))
+        after = client.get(url)
+        assert after.status_code == 410, after.headers
+        assert after.text == "This thumbnail URL has expired\n"
+        again = client.get(url)  # the refusal itself may be kept briefly, never the image
+        assert again.status_code == 410
+
+
 def test_raw_path_reaches_thumbsvc_unchanged(stack: Stack, signer: URLSigner) -> None:
     # The signature covers the exact path bytes: nginx must pass percent-escapes through undecoded.
     url = signer.url(ODD_NAME, width=90)
