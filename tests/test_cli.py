@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import Field
 from pathlib import Path
@@ -253,11 +254,49 @@ URL_CASES: list[Case] = [
     *[(("--fit", v), {}, "fit") for v in ("squash", "")],
     *[(("--background", v), {}, "background") for v in ("red", "#12", "", "#gggggg")],
     *[(("--max-size", v), {}, "--max-size") for v in ("abc", "", "-1", "0", "99999")],
+    *[(("--trim", v), {}, "trim") for v in ("x", "", "-1", "256", "10,red", "10,#12")],
+    *[(("--rotate", v), {}, "rotate") for v in ("45", "", "-90", "abc")],
+    *[(("--flip", v), {}, "flip") for v in ("x", "")],
+    *[(("--blur", v), {}, "blur") for v in ("abc", "", "0", "0.2", "51", "2.55", "nan")],
+    *[(("--sharpen", v), {}, "sharpen") for v in ("abc", "-1", "11")],
+    *[(("--watermark", v), {}, "watermark") for v in ("Bad Name", "", "x" * 40)],
+    *[(("--expires-in", v), {}, "expires-in") for v in ("abc", "", "0", "-5", "1.5")],
     *[(("--base-url", v), {}, "--base-url") for v in ("", "ftp://example.com", "http://x/ y")],
     *[((), {"THUMBSVC_MAX_OUTPUT_PX": v}, "THUMBSVC_MAX_OUTPUT_PX") for v in ("abc", "", "0", "-1", "99999")],
     *[((), {"THUMBSVC_BASE_URL": v}, "THUMBSVC_BASE_URL") for v in ("", "example.com", "http://a/?q")],
     *[((), {"THUMBSVC_KEY": v}, "THUMBSVC_KEY") for v in ("", " ", ",,")],
 ]
+
+
+def test_url_signs_the_filters_and_an_expiry() -> None:
+    result = run_cli(
+        "url",
+        "photos/cat.jpg",
+        "--width",
+        "300",
+        "--trim",
+        "10,#ffffff",
+        "--rotate",
+        "90",
+        "--flip",
+        "h",
+        "--grayscale",
+        "--blur",
+        "2.5",
+        "--sharpen",
+        "1",
+        "--watermark",
+        "logo",
+        "--expires-in",
+        "3600",
+        THUMBSVC_KEY=TEST_KEY,
+    )
+    assert result.returncode == 0, result.stderr
+    path = result.stdout.strip()
+    assert "/300x/trim:10:ffffff/rot:90/flip:h/gray:1/blur:2.5/sharp:1/wm:logo/exp:" in path
+    expires = int(path.split("/exp:")[1].split("/")[0])
+    assert 3595 <= expires - time.time() <= 3605
+
 
 TABLE: dict[str, list[Case]] = {
     "serve": [*env_cases(Settings, ServerSettings), *flag_cases()],

@@ -165,6 +165,11 @@ def url(args: argparse.Namespace) -> int:
         raw = os.environ[f"{PREFIX}MAX_OUTPUT_PX"]
         max_size = parse_field(_field(Settings, "max_output_px"), raw, f"Config '{PREFIX}MAX_OUTPUT_PX'")
     signer = URLSigner(key=keys, base_url=client.base_url, max_size=max_size)
+    if args.expires_in is not None and args.expires_in < 1:
+        print(
+            f"thumbsvc url: --expires-in must be a whole number of seconds >= 1, not {args.expires_in}", file=sys.stderr
+        )
+        return 2
     try:
         signed = signer.url(
             args.source,

@@ -32,15 +32,6 @@ class Limits:
     max_animation_pixels: int = 250_000_000
     max_output_px: int = 4096
 
-    @classmethod
-    def from_settings(cls, settings: object) -> Limits:
-        return cls(
-            max_source_pixels=settings.max_source_pixels,  # type: ignore[attr-defined]
-            max_frames=settings.max_frames,  # type: ignore[attr-defined]
-            max_animation_pixels=settings.max_animation_pixels,  # type: ignore[attr-defined]
-            max_output_px=settings.max_output_px,  # type: ignore[attr-defined]
-        )
-
 
 @functools.cache
 def _register_plugins() -> None:

@@ -330,6 +330,8 @@ def serve(settings: Settings, server: ServerSettings) -> int:
     logger.info("%s", startup_line(settings, server))
     with sock, metrics_dir(server.workers):
         if server.workers > 1:
+            # uvicorn's own supervisor, not uvicorn.run(workers=N): we hand it the socket bound above (a
+            # taken port is one line, and TCP_NODELAY is set on it, which uvicorn's own binding leaves off).
             from uvicorn.supervisors import Multiprocess
 
             Multiprocess(config, sockets=[sock]).run()

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio.to_thread
 from anyio import CapacityLimiter
@@ -55,6 +55,9 @@ from thumbsvc.signing import PathSigner
 from thumbsvc.sources import FetchGate, SourceImage, Sources, is_remote, is_s3
 from thumbsvc.sources.local import LocalSource, lookup_path
 from thumbsvc.urls import ThumbPath, build_payload, split_path
+
+if TYPE_CHECKING:
+    from thumbsvc.sources.s3 import S3Options
 
 logger = logging.getLogger("thumbsvc")
 
@@ -219,7 +222,9 @@ class Thumbnailer:
                 from thumbsvc.sources.s3 import S3Source
             except ModuleNotFoundError as exc:
                 raise ConfigError("s3:// sources need the s3 extra: pip install 'thumbsvc[s3]'.") from exc
-            s3 = S3Source.from_settings(settings)
+            from thumbsvc.sources.allowlist import Allowlist
+
+            s3 = S3Source(s3_options(settings), Allowlist.parse(settings.allowed_sources))
         gate = FetchGate(
             max_fetches=settings.fetch_concurrency,
             max_per_host=settings.fetch_concurrency_per_host,
@@ -468,6 +473,21 @@ class Thumbnailer:
             self._sizes(name)
         self.refusals.clear()
         await self.sources.aclose()
+
+
+def s3_options(settings: Settings) -> S3Options:
+    """Given the settings, return the S3 loader's options; path-style addressing defaults to on with an endpoint."""
+    from thumbsvc.sources.s3 import S3Options
+
+    path_style = settings.s3_path_style
+    return S3Options(
+        endpoint=settings.s3_endpoint.rstrip("/") if settings.s3_endpoint else None,
+        region=settings.s3_region,
+        path_style=settings.s3_endpoint is not None if path_style is None else path_style,
+        max_bytes=settings.max_source_bytes,
+        connect_timeout_s=settings.connect_timeout_s,
+        fetch_timeout_s=settings.fetch_timeout_s,
+    )
 
 
 def load_watermarks(settings: Settings) -> dict[str, Watermark]:

@@ -34,6 +34,7 @@ from tests.s3server import (
 from thumbsvc.client import URLSigner
 from thumbsvc.config import ConfigError, Settings
 from thumbsvc.errors import BadRequest, Forbidden, SourceNotFound, SourceTooLarge, UpstreamError, UpstreamTimeout
+from thumbsvc.service import s3_options
 from thumbsvc.sources.allowlist import Allowlist, parse_rule
 from thumbsvc.sources.s3 import S3Options, S3Source, bucket_endpoint, shared_file_credentials
 
@@ -398,15 +399,15 @@ def test_an_endpoint_with_credentials_is_refused_without_repeating_them() -> Non
 
 
 def test_s3_options_from_settings() -> None:
-    default = S3Options.from_settings(Settings())
+    default = s3_options(Settings())
     assert (default.endpoint, default.region, default.path_style) == (None, None, False)
-    r2 = S3Options.from_settings(
+    r2 = s3_options(
         Settings.from_env(
             {"THUMBSVC_S3_ENDPOINT": "https://acct.r2.cloudflarestorage.com/", "THUMBSVC_S3_REGION": "auto"}
         )
     )
     assert (r2.endpoint, r2.region, r2.path_style) == ("https://acct.r2.cloudflarestorage.com", "auto", True)
-    hosted = S3Options.from_settings(Settings(s3_endpoint="http://minio:9000", s3_path_style=False))
+    hosted = s3_options(Settings(s3_endpoint="http://minio:9000", s3_path_style=False))
     assert hosted.path_style is False
 
 

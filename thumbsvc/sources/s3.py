@@ -44,7 +44,6 @@ from obstore.exceptions import BaseError, NotFoundError, PermissionDeniedError, 
 from obstore.store import S3Store
 
 from thumbsvc import __version__
-from thumbsvc.config import Settings
 from thumbsvc.errors import BadRequest, SourceNotFound, SourceTooLarge, UpstreamError, UpstreamTimeout
 from thumbsvc.sources import SourceImage
 from thumbsvc.sources.allowlist import Allowlist
@@ -74,19 +73,6 @@ class S3Options:
     connect_timeout_s: float = 3.0
     fetch_timeout_s: float = 10.0
     max_retries: int = 2
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> S3Options:
-        """Given the settings, return the loader's options; path-style addressing defaults to on with an endpoint."""
-        path_style = settings.s3_path_style
-        return cls(
-            endpoint=settings.s3_endpoint.rstrip("/") if settings.s3_endpoint else None,
-            region=settings.s3_region,
-            path_style=settings.s3_endpoint is not None if path_style is None else path_style,
-            max_bytes=settings.max_source_bytes,
-            connect_timeout_s=settings.connect_timeout_s,
-            fetch_timeout_s=settings.fetch_timeout_s,
-        )
 
 
 class StaticCredentials:
@@ -175,11 +161,6 @@ class S3Source:
             )
         # Only allowed buckets get a client, so there are at most as many as s3:// entries.
         self._stores: dict[str, S3Store] = {}
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> S3Source:
-        """Given the settings, return the loader; raise ConfigError for a bad allowlist entry."""
-        return cls(S3Options.from_settings(settings), Allowlist.parse(settings.allowed_sources))
 
     def locate(self, ref: str) -> tuple[str, str]:
         """Given a reference, return its bucket and key.
