@@ -170,14 +170,14 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Tes
 
 def grey(body: bytes) -> tuple[Image.Image, str, tuple[int, int]]:
     """The decoded picture as 32x32 grey (alpha over mid grey), its format and its size."""
-    image = Image.open(io.BytesIO(body))
+    image: Image.Image = Image.open(io.BytesIO(body))
     fmt, size = image.format or "", image.size
     profile = image.info.get("icc_profile")
     if profile:
         # thumbor carries the source's profile (a browser applies it); thumbsvc writes sRGB.
         with contextlib.suppress(ImageCms.PyCMSError):  # thumbor's CMYK profile on RGB pixels: nothing applies
             source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
-            image = ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+            image = ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB") or image
     image = image.convert("RGBA")
     flat = Image.new("RGBA", image.size, (128, 128, 128, 255))
     flat.alpha_composite(image)
