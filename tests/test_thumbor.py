@@ -28,8 +28,9 @@ from thumbsvc.thumbor import (
     reencoded_variant,
     split_signature,
 )
+from thumbsvc.thumbor_filters import kernel_sigma
 from thumbsvc.thumbor_geometry import ThumborGeometry
-from thumbsvc.thumbor_options import ThumborURLs, kernel_sigma
+from thumbsvc.thumbor_options import ThumborURLs
 
 KEY = "thumbor-test-key"
 
