@@ -211,6 +211,8 @@ def bad_values(f: Field[Any]) -> list[str]:
             "watermarks": ["logo", "logo=a.png;gravity=middle", "logo=a.png;opacity=2", "Logo=a.png"],
             "s3_endpoint": ["minio:9000", "ftp://example.com", "http://user@example.com"],
             "s3_region": ["Not A Region", "eu_west_1"],
+            "thumbor_key": ["", " , "],
+            "thumbor_sources": ["ftp", ""],
         }[f.name]
     values = ["abc", "", "-5", "9" * 40, "1e400" if kind == "float" else "12.5"]
     if bounds.above or bounds.low > 0:

@@ -90,7 +90,7 @@ class ThumbnailEndpoint:
     async def get_response(self, request: Request) -> Response:
         """Given a request, return the thumbnail's response; raise ``ThumbError`` for every refusal."""
         self.check_request(request)
-        thumb_request = self.thumbnailer.parse(raw_path(request), request.headers.get("accept"))
+        thumb_request = self.parse(request)
         record = record_of(request.scope)
         if self.is_revalidation(request.headers):
             # A revalidation (a CDN's, a browser's) is answered from the inputs: no render.
@@ -101,6 +101,13 @@ class ThumbnailEndpoint:
         if self.is_not_modified(request.headers, thumb.etag):
             return self.not_modified_response(thumb.etag, thumb_request, record)
         return self.thumbnail_response(request, thumb_request, thumb, record)
+
+    def parse(self, request: Request) -> ThumbRequest:
+        """The verified request: a thumbor path when thumbor's URLs are on and the path is one, else ours."""
+        path = raw_path(request)
+        if self.thumbnailer.is_thumbor(path):
+            return self.thumbnailer.parse_thumbor(path)
+        return self.thumbnailer.parse(path, request.headers.get("accept"))
 
     def check_request(self, request: Request) -> None:
         """Refuse what a thumbnail URL never carries: a query string (each would be a new CDN cache key)."""

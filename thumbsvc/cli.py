@@ -244,6 +244,8 @@ def describe(settings: Any, f: Field[Any]) -> str:
     value = getattr(settings, f.name)
     if f.name == "keys":
         return describe_keys(value) if value else "none: development mode"
+    if f.name == "thumbor_key":
+        return describe_keys(value) if value else "none: thumbor URLs are not recognised"
     if f.name == "media_root" and value is None:
         root = settings.effective_media_root
         return f"{root} (the bundled samples, development mode)" if root else "none: local sources are off"

@@ -41,6 +41,10 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 Flags = Mapping[str, "str | None"]  # command-line values by field name; None: not given
 
+THUMBOR_SOURCES = ("media", "http")
+# Fields that hold keys: never printed (a count and fingerprints instead).
+SECRET_FIELDS = ("keys", "thumbor_key")
+
 # Variables read by neither dataclass: the test suite's corpus location.
 OTHER_NAMES = {"CORPUS"}
 
@@ -159,6 +163,11 @@ class Settings:
     s3_endpoint: str | None = None  # e.g. https://<account>.r2.cloudflarestorage.com; None: AWS's own endpoints
     s3_region: str | None = None  # None: the chain's (AWS_REGION, AWS_DEFAULT_REGION, else us-east-1); "auto" for R2
     s3_path_style: bool | None = None  # None: path-style addressing when an endpoint is set, virtual-hosted otherwise
+    # thumbor's URLs on the same host (docs/migrating.md): its keys (none: thumbor paths are not recognised),
+    # whether "unsafe" paths are served, and what an image part without a scheme names.
+    thumbor_key: tuple[str, ...] = ()
+    thumbor_allow_unsafe: bool = False
+    thumbor_sources: str = "media"
     dev_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False, metadata={"internal": True})
     # The process's memory limit (cgroup), read once; the sizes below are derived from it.
     memory_limit: int | None = field(default_factory=sizing.memory_limit, metadata={"internal": True})
@@ -182,6 +191,12 @@ class Settings:
         if self.media_root is not None and not Path(self.media_root).is_dir():
             raise ConfigError(f"Config '{PREFIX}MEDIA_ROOT' has value {self.media_root!r}. Not a directory.")
         self._check_s3()
+        if self.thumbor_sources not in THUMBOR_SOURCES:
+            raise ConfigError(
+                f"Config '{PREFIX}THUMBOR_SOURCES' has value {self.thumbor_sources!r}. Must be media or http."
+            )
+        if any(not key for key in self.thumbor_key):
+            raise ConfigError(f"{PREFIX}THUMBOR_KEY holds an empty key.")
 
     def _size_render_memory(self) -> None:
         """Fill in the budget and the ceiling left at -1, from the memory limit (``thumbsvc.sizing``)."""
@@ -226,7 +241,9 @@ class Settings:
     def __repr__(self) -> str:
         # Never a key: how many there are and their fingerprints.
         parts = [f"keys=<{describe_keys(self.keys)}>" if self.keys else "keys=()"]
-        parts += [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr and f.name != "keys"]
+        parts += [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr and f.name not in SECRET_FIELDS]
+        if self.thumbor_key:
+            parts.append(f"thumbor_key=<{describe_keys(self.thumbor_key)}>")
         return f"Settings({', '.join(parts)})"
 
     @property
@@ -461,6 +478,20 @@ def _is_header_value(text: str) -> bool:
     return bool(text.strip()) and all(" " <= c <= "~" for c in text)
 
 
+def _keys(raw: str) -> tuple[str, ...]:
+    keys = _csv(raw)
+    if not keys:
+        raise ValueError("Holds no key.")
+    return keys
+
+
+def _thumbor_sources(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in THUMBOR_SOURCES:
+        raise ValueError("Must be media (a path under the media root) or http (thumbor's http loader).")
+    return value
+
+
 def _watermarks(raw: str) -> tuple[WatermarkSpec, ...]:
     from thumbsvc.filters import parse_watermarks  # Pillow only when watermarks are configured
 
@@ -475,6 +506,8 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "watermarks": _watermarks,
     "s3_endpoint": _text,
     "s3_region": _text,
+    "thumbor_key": _keys,  # a key is never echoed: only an empty value is refused, and it holds nothing
+    "thumbor_sources": _thumbor_sources,
 }
 
 

@@ -8,8 +8,12 @@ map the plan onto a draft-reduced image by scaling alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from thumbsvc.options import RenderOptions
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 # Pillow's ``resize(reducing_gap=...)``: reduce by an integer factor first while the remaining ratio is
 # over this, then resample (the pipeline's resize; the memory estimate counts the reduced copy).
@@ -46,6 +50,38 @@ class Plan:
         """Output pixels per source pixel (the larger of the two axes)."""
         left, top, right, bottom = self.region
         return max(self.size[0] / (right - left), self.size[1] / (bottom - top))
+
+
+class Planner(Protocol):
+    """Another URL grammar's geometry, used by a render in place of ``plan`` (thumbor's:
+    ``thumbsvc.thumbor_geometry``). Its plan is in the pixels of the source after EXIF orientation."""
+
+    @property
+    def name(self) -> str:
+        """Its cache keys and ETags are apart from thumbsvc's own."""
+
+    @property
+    def turn(self) -> int:
+        """The EXIF orientation (1-8) the result is turned by after resizing and padding (1: none)."""
+
+    @property
+    def trim_corner(self) -> tuple[int, int]:
+        """The pixel trim compares with: (0, 0) top-left, (1, 1) bottom-right."""
+
+    def fill_colour(self, image: Image.Image) -> str | None:
+        """The colour (``rrggbb``) to pad and flatten the resized ``image`` onto, if the planner picks it."""
+        ...
+
+    def plan(
+        self,
+        upright: tuple[int, int],
+        *,
+        max_output_px: int,
+        focus: tuple[float, float] | None = None,
+        base: tuple[int, int, int, int] | None = None,
+    ) -> Plan:
+        """Like ``plan``: ``focus`` is smart crop's point (fractions of ``base``, else of the image)."""
+        ...
 
 
 def plan(

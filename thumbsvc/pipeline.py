@@ -17,6 +17,7 @@ between them (a render past its deadline is abandoned at the next step: ``Render
     adjust   blur:, sharp: on the output-sized image
     compose  pad onto the canvas, flatten alpha for formats without it
     gray     gray: luminance, alpha kept
+    turn     another grammar's turns after resizing (thumbor's flips and rotate())
     mark     wm: the operator's named watermark
     encode   write the output format, no metadata (f:json: the facts of the output and its ThumbHash)
 
@@ -61,6 +62,7 @@ from thumbsvc.geometry import (
     ROTATIONS,
     GeometryError,
     Plan,
+    Planner,
     stored_box,
     transform_box,
     with_rotation,
@@ -148,6 +150,7 @@ class Job:
     deadline: float = math.inf  # a ``time.monotonic()`` value; past it the render is abandoned
     decoded: Decoded | None = None  # a decoded frame handed in (the service's decoded cache), or decode's own
     watermarks: Mapping[str, filters.Watermark] = field(default_factory=dict, repr=False)  # the operator's
+    planner: Planner | None = None  # another grammar's geometry (thumbor's) in place of geometry.plan
 
     # probe
     image: Image.Image | None = field(default=None, repr=False)
@@ -260,7 +263,7 @@ def plan(job: Job) -> None:
     options = job.options
     if options.watermark is not None and options.watermark not in job.watermarks:
         raise BadRequest(f"no watermark {options.watermark!r}", public_message="Unknown watermark")
-    set_plan(job, make_plan(job.upright, geometry_options(job), job.limits))
+    set_plan(job, layout_of(job))
     header = job.header
     assert header is not None
     if job.animated:
@@ -342,6 +345,21 @@ def geometry_options(job: Job) -> RenderOptions:
     return replace(options, crop=crop)
 
 
+def layout_of(
+    job: Job, *, focus: tuple[float, float] | None = None, base: tuple[int, int, int, int] | None = None
+) -> Plan:
+    """The job's plan: ``geometry.plan`` over its options, or the planner it carries (thumbor's).
+
+    Raise ``BadRequest`` when the options cannot apply to the image.
+    """
+    if job.planner is None:
+        return make_plan(job.upright, geometry_options(job), job.limits, focus=focus, base=base)
+    try:
+        return job.planner.plan(job.upright, max_output_px=job.limits.max_output_px, focus=focus, base=base)
+    except GeometryError as exc:
+        raise BadRequest(str(exc), public_message=f"Options do not fit the image: {exc}") from exc
+
+
 HEADER_STEPS: tuple[Step, ...] = (probe, plan)
 
 
@@ -383,7 +401,7 @@ def trim(job: Job) -> None:
     """``trim``: find the box of what differs from the border colour and plan again inside it.
 
     The border colour is the given one, or the top-left pixel of the image after its EXIF
-    orientation. A uniform image is kept whole.
+    orientation (a planner may name the bottom-right one). A uniform image is kept whole.
     """
     if job.options.trim is None or job.base is not None:
         return
@@ -391,7 +409,9 @@ def trim(job: Job) -> None:
     with pillow_errors():
         image = filters.analysis_mode(job.picture)
         exif_upright = upright_size(image.size, job.exif_orientation)
-        corner = stored_box((0, 0, 1, 1), exif_upright, job.exif_orientation)
+        at_right, at_bottom = job.planner.trim_corner if job.planner is not None else (0, 0)
+        x, y = (exif_upright[0] - 1) * at_right, (exif_upright[1] - 1) * at_bottom
+        corner = stored_box((x, y, x + 1, y + 1), exif_upright, job.exif_orientation)
         colour = filters.colour_of(image, hex_, (int(corner[0]), int(corner[1])))
         box = filters.trim_box(image, threshold, colour)
     if box is None:
@@ -399,7 +419,7 @@ def trim(job: Job) -> None:
     left, top, right, bottom = transform_box(box, image.size, ORIENTATIONS[job.orientation])
     scale = job.scale
     job.base = (round(left / scale), round(top / scale), round((right - left) / scale), round((bottom - top) / scale))
-    set_plan(job, make_plan(job.upright, geometry_options(job), job.limits, base=job.base))
+    set_plan(job, layout_of(job, base=job.base))
 
 
 def reduce(job: Job) -> None:
@@ -431,7 +451,7 @@ def focus(job: Job) -> None:
         box = decoded_box((left, top, left + width, top + height), job)
         aspect = layout.size[0] / layout.size[1]
         point = smartcrop.focus_point(job.picture, box, aspect, TRANSPOSE.get(job.orientation))
-    set_plan(job, make_plan(job.upright, geometry, job.limits, focus=point, base=job.base))
+    set_plan(job, layout_of(job, focus=point, base=job.base))
 
 
 def resize(job: Job) -> None:
@@ -470,8 +490,11 @@ def colour(job: Job) -> None:
 
 def compose(job: Job) -> None:
     """Pad onto the canvas and flatten alpha for formats without it; end in a mode the encoder takes."""
-    image = pad(job.picture, job.plan, job.options, job.kind)
-    image = flatten(image, job.options, job.kind)
+    options = job.options
+    if job.planner is not None and (fill := job.planner.fill_colour(job.picture)) is not None:
+        options = replace(options, background=fill)
+    image = pad(job.picture, job.plan, options, job.kind)
+    image = flatten(image, options, job.kind)
     # Only the JPEG encoder takes YCbCr as it is.
     job.pixels = image.convert("RGB") if image.mode == "YCbCr" and job.kind != "jpeg" else image
 
@@ -484,6 +507,14 @@ def adjust(job: Job) -> None:
             job.pixels = filters.blur(job.picture, options.blur)
         if options.sharpen is not None:
             job.pixels = filters.sharpen(job.picture, options.sharpen)
+
+
+def turn(job: Job) -> None:
+    """The planner's turn of the finished result (thumbor's flips and ``rotate()``, after resizing)."""
+    method = TRANSPOSE.get(job.planner.turn) if job.planner is not None else None
+    if method is not None:
+        with pillow_errors():
+            job.pixels = job.picture.transpose(method)
 
 
 def gray(job: Job) -> None:
@@ -500,7 +531,7 @@ def mark(job: Job) -> None:
             job.pixels = filters.apply_watermark(job.picture, job.watermarks[job.options.watermark])
 
 
-FRAME_STEPS: tuple[Step, ...] = (trim, focus, resize, orient, colour, adjust, compose, gray, mark)
+FRAME_STEPS: tuple[Step, ...] = (trim, focus, resize, orient, colour, adjust, compose, turn, gray, mark)
 # Steps that run once per animation, on its first frame: the others follow that frame's plan.
 FIRST_FRAME_ONLY: tuple[Step, ...] = (trim, focus)
 

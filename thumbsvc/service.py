@@ -47,6 +47,7 @@ from thumbsvc.errors import (
     UnsupportedFormat,
 )
 from thumbsvc.filters import MAX_WATERMARK_BYTES, Watermark
+from thumbsvc.geometry import Planner
 from thumbsvc.memory import MemoryBudget
 from thumbsvc.metrics import Metrics
 from thumbsvc.options import RenderOptions
@@ -58,6 +59,7 @@ from thumbsvc.urls import ThumbPath, build_payload, split_path
 
 if TYPE_CHECKING:
     from thumbsvc.sources.s3 import S3Options
+    from thumbsvc.thumbor_options import ThumborURLs
 
 logger = logging.getLogger("thumbsvc")
 
@@ -93,6 +95,7 @@ class Record:
 class ThumbRequest:
     path: ThumbPath
     auto_format: str  # the format f:auto negotiated from Accept ("avif", "webp"), "" otherwise
+    planner: Planner | None = None  # another grammar's geometry (a thumbor URL's), else thumbsvc's own
 
     @property
     def options(self) -> RenderOptions:
@@ -115,6 +118,8 @@ class ThumbRequest:
         """The thumbnail this asks for: its options without ``exp`` (URLs of one thumbnail with other
         expiries share its render, its cache entry and its ETag), its source, the negotiated format."""
         payload = self.path.payload
+        if self.planner is not None:
+            return f"{self.planner.name}/{payload}|{self.auto_format}"
         if self.expires is not None:
             payload = build_payload(replace(self.options, expires=None), self.source)
         return f"{payload}|{self.auto_format}"
@@ -195,6 +200,7 @@ class Thumbnailer:
         self.decode_flight: SingleFlight[Decoded] = SingleFlight()
         self.sources = self._make_sources(settings)
         self.watermarks = load_watermarks(settings)
+        self.thumbor = _thumbor_urls(settings)
 
     @staticmethod
     def _make_sources(settings: Settings) -> Sources:
@@ -255,6 +261,18 @@ class Thumbnailer:
         if (box_w or 0) > limit or (box_h or 0) > limit:
             raise BadRequest(f"box {box_w}x{box_h}", public_message=f"Output size is limited to {limit} px a side")
         return ThumbRequest(path, negotiate(accept) if path.options.format == "auto" else "")
+
+    def is_thumbor(self, raw_path: str) -> bool:
+        """True when thumbor's URLs are on (``THUMBSVC_THUMBOR_KEY``) and the path is shaped like one."""
+        return self.thumbor is not None and self.thumbor.recognises(raw_path)
+
+    def parse_thumbor(self, raw_path: str) -> ThumbRequest:
+        """Given a raw thumbor path, return the verified request, mapped onto the pipeline
+        (docs/migrating.md). Raise ``Forbidden`` for a bad signature or a refused ``unsafe`` path and
+        ``BadRequest`` for the rest, before any work."""
+        assert self.thumbor is not None, "thumbor URLs are off"
+        path, planner = self.thumbor.parse(raw_path)
+        return ThumbRequest(path, "", planner)
 
     def sign(self, source: str, options: RenderOptions) -> str:
         """Given a source and options, return the signed path (``/{sig}/{options}/{source}``) this service serves."""
@@ -341,6 +359,7 @@ class Thumbnailer:
             auto_format=request.auto_format,
             deadline=time.monotonic() + self.render_timeout_s,
             watermarks=self.watermarks,
+            planner=request.planner,
         )
         await anyio.to_thread.run_sync(self._header, job, request.source, limiter=self.header_limiter)
         if job.decode_bytes > self.max_render_memory:
@@ -513,6 +532,19 @@ def load_watermarks(settings: Settings) -> dict[str, Watermark]:
             reason = exc.public_message if isinstance(exc, ThumbError) else str(exc)
             raise ConfigError(f"Config 'THUMBSVC_WATERMARKS': watermark {spec.name!r} ({spec.path}): {reason}") from exc
     return loaded
+
+
+def _thumbor_urls(settings: Settings) -> ThumborURLs | None:
+    if not settings.thumbor_key:
+        return None
+    from thumbsvc.thumbor_options import ThumborURLs
+
+    return ThumborURLs(
+        settings.thumbor_key,
+        allow_unsafe=settings.thumbor_allow_unsafe,
+        sources=settings.thumbor_sources,
+        max_output_px=settings.max_output_px,
+    )
 
 
 def _source_key(ref: str) -> str:
