@@ -160,10 +160,10 @@ def spec_query(spec: Spec) -> dict[str, str]:
     if options.get("upscale"):
         query["up"] = "1"
     trim = options.get("trim")
-    if trim is not None:
-        query["trim"], query["trimc"] = (str(trim[0]), trim[1]) if isinstance(trim, tuple) else (str(trim), "")
-        if not query["trimc"]:
-            del query["trimc"]
+    if isinstance(trim, tuple):
+        query["trim"], query["trimc"] = str(trim[0]), trim[1]
+    elif trim is not None:
+        query["trim"] = str(trim)
     for key, name in (("rot", "rotate"), ("flip", "flip"), ("blur", "blur"), ("sharp", "sharpen"), ("wm", "watermark")):
         if name in options:
             query[key] = fmt(options[name])
