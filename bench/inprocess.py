@@ -9,14 +9,19 @@ size and scored (luma PSNR and SSIM, chroma PSNR) against a full-decode LANCZOS 
 (``bench.lib.quality``).
 
 Metrics per photo set: ms per thumbnail (mean over jobs of the per-job median; values: the
-per-round means), the ratio to the reference arm per round (``pyvips-progressive``, which writes
-progressive JPEG where thumbsvc does, else ``pyvips``, else the last arm), mean and worst-item
-PSNR difference to it, peak RSS of each arm's process.
+per-round means), the ratio to the reference arm per round (``--reference``; by default
+``pyvips-progressive``, which writes progressive JPEG where thumbsvc does, else ``pyvips``, else
+``thumbsvc``, else the last arm), mean and worst-item PSNR difference to it (JPEG outputs only),
+peak RSS of each arm's process. The ratio per job (``--per-job`` prints them) is the median over
+rounds of the arm's time over the reference's in the same round.
 
     python -m bench inprocess                                   # w1,w2; thumbsvc, pillow, pyvips-progressive, pyvips
     python -m bench inprocess --sets w1,w2,w1r --rounds 7
     python -m bench inprocess --alt new=/tmp/wt-new --arms thumbsvc,thumbsvc:new,pyvips-progressive
     python -m bench inprocess --arms thumbsvc,thumbsvc-smart --sets w1 --no-quality   # what gravity=smart costs
+    python -m bench inprocess --sets w1 --sizes 400x300:cover --no-quality --per-job \\
+        --arms thumbsvc,thumbsvc-trim,thumbsvc-rot,thumbsvc-flip,thumbsvc-gray,thumbsvc-blur,thumbsvc-sharp,\\
+thumbsvc-wm,thumbsvc-json                                       # what each filter and f:json cost
 """
 
 from __future__ import annotations
@@ -36,12 +41,12 @@ from typing import Any
 
 from bench.lib import cli, results
 from bench.lib.arms import ARMS
-from bench.lib.photos import REPO, Job, expected_size, jobs_for, photo_set
+from bench.lib.photos import REPO, SIZES, Job, expected_size, jobs_for, parse_sizes, photo_set
 from bench.lib.procs import machine_info, skipped, tree_commit, venv_python
 from bench.lib.stats import geomean, summary
 
 DEFAULT_ARMS = "thumbsvc,pillow,pyvips-progressive,pyvips"
-REFERENCE_ARMS = ("pyvips-progressive", "pyvips")
+REFERENCE_ARMS = ("pyvips-progressive", "pyvips", "thumbsvc")  # the first of these that runs, by default
 
 
 class Worker:
@@ -183,6 +188,7 @@ def score(
             s: Samples = run["samples"][arm]
             width, height, size = s.outputs[index]
             out = (scratch / f"{name}-{arm}-{index}.jpg").read_bytes()
+            scored = measure is not None and out[:2] == b"\xff\xd8"  # a JPEG (not f:json's facts)
             row["arms"][arm] = {
                 "median_ms": round(statistics.median(s.cpu[index] if args.clock == "cpu" else s.wall[index]), 2),
                 "median_wall_ms": round(statistics.median(s.wall[index]), 2),
@@ -190,7 +196,7 @@ def score(
                 "height": height,
                 "exact_size": (width, height) == expected,
                 "bytes": size,
-                **(measure(job.path, job.fit, out) if measure else {}),
+                **(measure(job.path, job.fit, out) if measure is not None and scored else {}),
             }
         items.append(row)
     return items
@@ -200,10 +206,13 @@ def record(
     result: results.Result, name: str, run: dict[str, Any], items: list[dict[str, Any]], args: argparse.Namespace
 ) -> None:
     arms: list[str] = run["arms"]
-    reference = next((a for a in REFERENCE_ARMS if a in arms), arms[-1])
-    if reference not in REFERENCE_ARMS:
+    if args.reference and args.reference not in arms:
+        raise SystemExit(f"--reference {args.reference}: not one of the arms that ran ({', '.join(arms)})")
+    reference = args.reference or next((a for a in REFERENCE_ARMS if a in arms), arms[-1])
+    if not args.reference and not reference.startswith("pyvips"):
         print(f"(no pyvips arm ran: ratios are to {reference})")
     ref: Samples = run["samples"][reference]
+    clock = "cpu" if args.clock == "cpu" else "wall"
     print(f"\n== {name}: CPU ms per thumbnail, ratio to {reference} per round, quality ==")
     for arm in arms:
         s: Samples = run["samples"][arm]
@@ -214,8 +223,8 @@ def record(
         spread = summary(s.rounds)
         line = f"  {arm:20} {statistics.fmean(medians):7.1f} ms  rounds {spread['p10']:.1f}..{spread['p90']:.1f}"
         line += f"  exact sizes {exact}/{len(items)}  rss {run['peak_rss_kib'][arm] / 1024:.0f} MiB"
-        if args.quality:
-            psnrs = [row["arms"][arm]["psnr"] for row in items]
+        psnrs = [row["arms"][arm]["psnr"] for row in items if "psnr" in row["arms"][arm]]
+        if psnrs:
             result.add(f"{name}.{arm}.psnr_mean", [statistics.fmean(psnrs)], "dB", "higher")
             line += f"  PSNR {statistics.fmean(psnrs):.2f} (min {min(psnrs):.2f})"
         if arm != reference:
@@ -225,13 +234,35 @@ def record(
             job_ratio = geomean([a / b for a, b in zip(medians, ref_medians, strict=True)])
             line += f"  x{statistics.median(ratios):.3f} (rounds {min(ratios):.3f}..{max(ratios):.3f}"
             line += f", jobs {job_ratio:.3f})"
-            if args.quality:
+            per_job = job_ratios(getattr(s, clock), getattr(ref, clock))
+            for row, ratio in zip(items, per_job, strict=True):
+                row["arms"][arm][f"ratio_to_{reference}"] = round(ratio, 4)
+            if psnrs and len(psnrs) == len(items) and all("psnr" in row["arms"][reference] for row in items):
                 deltas = [row["arms"][arm]["psnr"] - row["arms"][reference]["psnr"] for row in items]
                 result.add(f"{name}.{arm}/{reference}.psnr_mean_delta", [statistics.fmean(deltas)], "dB", "higher")
                 result.add(f"{name}.{arm}/{reference}.psnr_worst_delta", [min(deltas)], "dB", "higher")
                 worst = items[deltas.index(min(deltas))]["job"]
                 line += f"  PSNR {statistics.fmean(deltas):+.2f} dB, worst {min(deltas):+.2f} ({worst})"
         print(line)
+    if args.per_job:
+        print_per_job(items, arms, reference)
+
+
+def job_ratios(arm: list[list[float]], reference: list[list[float]]) -> list[float]:
+    """Per job, the median over rounds of the arm's time over the reference's in the same round."""
+    return [
+        statistics.median(a / b for a, b in zip(times, ref_times, strict=True))
+        for times, ref_times in zip(arm, reference, strict=True)
+    ]
+
+
+def print_per_job(items: list[dict[str, Any]], arms: list[str], reference: str) -> None:
+    others = [arm for arm in arms if arm != reference]
+    print(f"\n  per job: {reference} median ms, then each arm's median ratio to it over rounds")
+    print(f"  {'job':44} {reference:>10} " + " ".join(f"{arm.removeprefix('thumbsvc-'):>9}" for arm in others))
+    for row in items:
+        cells = " ".join(f"{row['arms'][arm][f'ratio_to_{reference}']:9.3f}" for arm in others)
+        print(f"  {row['job'][:44]:44} {row['arms'][reference]['median_ms']:10.1f} {cells}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,10 +284,18 @@ def main(argv: list[str] | None = None) -> int:
         "--alt", action="append", default=[], metavar="NAME=TREE", help="another checkout, arm thumbsvc:NAME"
     )
     parser.add_argument("--no-quality", dest="quality", action="store_false")
+    parser.add_argument(
+        "--sizes", help="thumbnails of each photo, WxH:fit comma-separated (default 150x150:cover,400x300:contain,...)"
+    )
+    parser.add_argument("--reference", help="the arm ratios are to (default: pyvips-progressive, pyvips or thumbsvc)")
+    parser.add_argument("--per-job", action="store_true", help="print each job's ratio to the reference")
     args = parser.parse_args(argv)
     if args.smoke:
+        # Every arm of thumbsvc with an option (filters, f:json, smart crop) runs too: the smoke checks each.
+        extra = [a for a in ARMS if a.startswith("thumbsvc-") and a not in args.arms.split(",")]
         args.sets, args.rounds = "samples", 1
-        args.arms = ",".join(a for a in args.arms.split(",") if not a.startswith("thumbsvc:"))
+        args.arms = ",".join([a for a in args.arms.split(",") if not a.startswith("thumbsvc:")] + extra)
+    sizes = parse_sizes(args.sizes) if args.sizes else SIZES
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     args.warmup = max(1, args.warmup)
     args.clock_key = "cpu_ms" if args.clock == "cpu" else "ms"
@@ -274,11 +313,13 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "warmup": args.warmup,
         "clock": args.clock,
+        "sizes": [f"{w}x{h}:{fit}" for w, h, fit in sizes],
+        "reference": args.reference,
         "alt": {alt: {"tree": str(tree), "commit": tree_commit(tree)} for alt, tree in args.alt_trees.items()},
     }
     with tempfile.TemporaryDirectory(prefix="thumbsvc-bench-") as tmp:
         for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
-            jobs = jobs_for(photo_set(name, args.photos))
+            jobs = jobs_for(photo_set(name, args.photos), sizes)
             run = run_set(name, jobs, args, Path(tmp))
             items = score(name, jobs, run, args, Path(tmp))
             record(result, name, run, items, args)

@@ -8,10 +8,13 @@ where results may go, how a comparison reads, and that every workload takes the 
 from __future__ import annotations
 
 import importlib.util
+import io
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -291,3 +294,77 @@ def test_the_bench_http_origin_serves_files_over_keep_alive(tmp_path: Path) -> N
         assert first.http_version == "HTTP/1.1" and first.headers.get("connection") != "close"
     finally:
         origin.stop()
+
+
+# -- the in-process arms of the filters and f:json: each renders what its name says ------------------------
+
+QUADRANTS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
+
+
+def jpeg_of(image: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=92)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def arm_outputs() -> dict[str, tuple[Any, Any]]:
+    """Each thumbsvc arm's 400x300 cover of a 1600x1200 photo of quadrants (red, green / blue, yellow) and of
+    the same photo inside a white border: (decoded image or f:json's facts, of the bordered one)."""
+    from PIL import Image
+
+    from bench.lib.arms import ARMS
+    from tests.helpers import decode, make_photo
+
+    photo = make_photo((1600, 1200))
+    framed = Image.new("RGB", (2000, 1500), (255, 255, 255))
+    with Image.open(io.BytesIO(photo)) as opened:
+        framed.paste(opened, (200, 150))
+    bordered = jpeg_of(framed)
+    outputs: dict[str, tuple[Any, Any]] = {}
+    for name in (name for name in ARMS if name.startswith("thumbsvc")):
+        arm = ARMS[name](str(REPO))
+        shown = []
+        for data in (photo, bordered):
+            out, width, height = arm(data, 400, 300, "cover")
+            assert (width, height) == (400, 300), name
+            shown.append(json.loads(out) if name == "thumbsvc-json" else decode(out).convert("RGB"))
+        outputs[name] = (shown[0], shown[1])
+    return outputs
+
+
+def near(pixel: Any, colour: tuple[int, int, int], tolerance: int = 20) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=True))
+
+
+def laplacian_variance(image: Any) -> float:
+    from PIL import ImageFilter, ImageStat
+
+    edges = image.convert("L").filter(ImageFilter.Kernel((3, 3), (0, 1, 0, 1, -4, 1, 0, 1, 0), 1, 128))
+    return float(ImageStat.Stat(edges).var[0])
+
+
+def test_the_filter_arms_render_their_filter(arm_outputs: dict[str, tuple[Any, Any]]) -> None:
+    from PIL import ImageChops
+
+    plain, plain_bordered = arm_outputs["thumbsvc"]
+    assert near(plain.getpixel((100, 75)), QUADRANTS["red"])
+    assert near(plain_bordered.getpixel((5, 5)), (255, 255, 255))
+    # trim:10 cuts the white border: the bordered photo gives the photo's own thumbnail.
+    assert near(arm_outputs["thumbsvc-trim"][1].getpixel((5, 5)), QUADRANTS["red"])
+    # rot:90 (clockwise) brings the blue bottom-left quadrant to the top left; flip:h the green top-right one.
+    assert near(arm_outputs["thumbsvc-rot"][0].getpixel((100, 75)), QUADRANTS["blue"])
+    assert near(arm_outputs["thumbsvc-flip"][0].getpixel((100, 75)), QUADRANTS["green"])
+    grey = arm_outputs["thumbsvc-gray"][0]
+    assert all(len(set(grey.getpixel((x, y)))) == 1 for x in (50, 350) for y in (50, 250))
+    assert laplacian_variance(arm_outputs["thumbsvc-blur"][0]) < laplacian_variance(plain) / 2
+    assert laplacian_variance(arm_outputs["thumbsvc-sharp"][0]) > laplacian_variance(plain)
+    # The watermark (240x80, its long side a fifth of the shorter side: 60x20, 6 px from the south-east
+    # corner) changes that box and nothing else.
+    marked = ImageChops.difference(arm_outputs["thumbsvc-wm"][0], plain).convert("L").point(lambda v: 255 * (v > 24))
+    box = marked.getbbox()
+    assert box is not None and box[0] >= 400 - 6 - 60 - 2 and box[1] >= 300 - 6 - 20 - 2
+    assert box[2] - box[0] > 40 and box[3] - box[1] > 12  # most of it is visible
+    facts = arm_outputs["thumbsvc-json"][0]
+    assert facts["output"] == {"width": 400, "height": 300, "format": "jpeg"}
+    assert facts["source"]["width"] == 1600 and facts["thumbhash"]

@@ -192,6 +192,18 @@ def test_blur_lowers_and_sharpen_raises_the_detail(client: TestClient, signer: U
     assert variance(sharpen=1) > plain
 
 
+@pytest.mark.parametrize("fmt", ["jpeg", "webp"])
+def test_blur_works_on_a_jpeg_kept_in_ycbcr(client: TestClient, signer: URLSigner, fmt: str) -> None:
+    # A JPEG photo headed for JPEG or WebP stays YCbCr up to the encoder, a mode Pillow's blur refuses:
+    # every blur: of a JPEG photo to JPEG was a 422 ("image has wrong mode").
+    response = client.get(signer.path("photos/landscape.jpg", width=400, format=fmt, blur=2.5))
+    assert response.status_code == 200, response.text
+    blurred = decode(response.content)
+    plain = decode(client.get(signer.path("photos/landscape.jpg", width=400, format=fmt)).content)
+    assert laplacian_variance(blurred) < laplacian_variance(plain) / 2
+    assert close(mean(blurred, (20, 20, 80, 80)), RED, 8)  # the colours are blurred, not shifted
+
+
 # -- watermarks ----------------------------------------------------------------------------------------
 
 

@@ -152,8 +152,15 @@ def grayscale(image: Image.Image) -> Image.Image:
 
 
 def blur(image: Image.Image, sigma: float) -> Image.Image:
-    """A Gaussian blur of standard deviation ``sigma`` pixels, in premultiplied alpha (no dark halos)."""
-    return _premultiplied(image, ImageFilter.GaussianBlur(radius=sigma))
+    """A Gaussian blur of standard deviation ``sigma`` pixels, in premultiplied alpha (no dark halos).
+
+    A YCbCr image (a JPEG photo on its way to JPEG, WebP or AVIF) is blurred plane by plane: Pillow's
+    blur refuses the mode, and YCbCr is an affine map of RGB, so blurring its planes is blurring RGB.
+    """
+    kernel = ImageFilter.GaussianBlur(radius=sigma)
+    if image.mode == "YCbCr":
+        return Image.merge("YCbCr", [plane.filter(kernel) for plane in image.split()])
+    return _premultiplied(image, kernel)
 
 
 def sharpen(image: Image.Image, sigma: float) -> Image.Image:

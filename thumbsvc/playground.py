@@ -36,7 +36,18 @@ from thumbsvc.config import Settings
 from thumbsvc.decode import allowed_formats
 from thumbsvc.errors import Forbidden, ThumbError, UnsupportedFormat
 from thumbsvc.options import FITS, FORMATS, GRAVITIES, make_options
-from thumbsvc.playground_spec import FOCAL, Form, Spec, django_tag, fmt, grid_query, python_call, read_form, spec_query
+from thumbsvc.playground_spec import (
+    FILTER_FIELDS,
+    FOCAL,
+    Form,
+    Spec,
+    django_tag,
+    fmt,
+    grid_query,
+    python_call,
+    read_form,
+    spec_query,
+)
 from thumbsvc.service import Thumbnailer
 
 if TYPE_CHECKING:
@@ -71,7 +82,16 @@ FIELD_NAMES = {
     "f": "Format",
     "q": "Quality",
     "bg": "Background colour",
+    "trim": "Trim threshold",
+    "trimc": "Trim colour",
+    "rot": "Rotate",
+    "flip": "Flip",
+    "blur": "Blur",
+    "sharp": "Sharpen",
+    "wm": "Watermark",
 }
+ROTATIONS = (("", "none"), ("90", "90° clockwise"), ("180", "180°"), ("270", "270° clockwise"))
+FLIPS = (("", "none"), ("h", "horizontal (mirror)"), ("v", "vertical"), ("hv", "both"))
 NEEDS_JINJA2 = (
     "thumbsvc is running in development mode: the thumbnails work, but the playground page needs Jinja2.\n"
     'Install it with: pip install "thumbsvc[playground]"\n'
@@ -84,6 +104,7 @@ class PlaygroundConfig:
 
     media_root: str
     max_output_px: int
+    watermarks: tuple[str, ...] = ()  # the names THUMBSVC_WATERMARKS defines, for the watermark control
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +131,11 @@ def routes(thumbnailer: Thumbnailer, settings: Settings) -> list[BaseRoute]:
             Route("/", needs_jinja2, methods=["GET", "HEAD"], name="playground"),
             Route("/_dev/grid", needs_jinja2, methods=["GET", "HEAD"], name="playground_grid"),
         ]
-    config = PlaygroundConfig(settings.effective_media_root or "", settings.max_output_px)
+    config = PlaygroundConfig(
+        settings.effective_media_root or "",
+        settings.max_output_px,
+        tuple(watermark.name for watermark in settings.watermarks),
+    )
     playground = Playground(thumbnailer, config, templates)
     return [
         Route("/", playground.page, methods=["GET", "HEAD"], name="playground"),
@@ -277,7 +302,9 @@ class Playground:
             other_errors=[(FIELD_NAMES[k], v) for k, v in form.errors.items() if k not in shown_here],
             sources=_with(sources, spec.source),
             max_px=self.config.max_output_px,
-            hidden=[(key, query[key]) for key in ("fx", "fy", "f", "q", "dpr", "bg", "up") if key in query],
+            hidden=[
+                (key, query[key]) for key in ("fx", "fy", "f", "q", "dpr", "bg", "up", *FILTER_FIELDS) if key in query
+            ],
             size=_size_text(spec),
             fits=FITS,
             rows=table,
@@ -330,7 +357,10 @@ class Playground:
     # helpers
 
     def read(self, params: Mapping[str, Any], default_source: str) -> Form:
-        return read_form(params, default_source=default_source, max_output_px=self.config.max_output_px)
+        config = self.config
+        return read_form(
+            params, default_source=default_source, max_output_px=config.max_output_px, watermarks=config.watermarks
+        )
 
     def url(self, source: str, options: Mapping[str, Any], prefix: str) -> str:
         return prefix + self.thumbnailer.sign(source, make_options(**options))
@@ -375,7 +405,8 @@ class Playground:
 
     def controls(self, form: Form, sources: list[str]) -> dict[str, Any]:
         """The form's values (what the thumbnail shows: a refused value is left at its default) and choices."""
-        query = {"fx": "0.5", "fy": "0.5", "f": "", "q": "", "bg": "", "up": "", **spec_query(form.spec)}
+        blank = dict.fromkeys(("f", "q", "bg", "up", *FILTER_FIELDS), "")
+        query = {"fx": "0.5", "fy": "0.5", **blank, **spec_query(form.spec)}
         return {
             "query": query,
             "errors": form.errors,
@@ -384,7 +415,12 @@ class Playground:
             "dprs": [(d, d) for d in (*DPRS, *([query["dpr"]] if query["dpr"] not in DPRS else []))],
             "fits": [(f, f) for f in FITS],
             "gravities": [(g, g) for g in GRAVITIES] + [(FOCAL, "focal point")],
-            "formats": [("", "as the source")] + [(f, "auto (by Accept)" if f == "auto" else f) for f in FORMATS],
+            # f:json answers facts, not an image: nothing the preview could show.
+            "formats": [("", "as the source")]
+            + [(f, "auto (by Accept)" if f == "auto" else f) for f in FORMATS if f != "json"],
+            "rotations": ROTATIONS,
+            "flips": FLIPS,
+            "watermarks": [("", "none")] + [(name, name) for name in self.config.watermarks],
         }
 
 

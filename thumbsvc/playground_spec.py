@@ -1,9 +1,11 @@
 """What the playground's form means: a spec, its query string, and the code that gives its URL.
 
-Pure functions over the form's text fields (``source w h fit g fx fy f q dpr bg up``); every
-value goes through the client's own checks (``make_options``, ``encode_source``) one field at a
-time, so the page refuses exactly what ``URLSigner`` refuses, with its message, next to the field
-that holds the value (the focal point is checked one coordinate at a time, with a message of its own).
+Pure functions over the form's text fields (``source w h fit g fx fy f q dpr bg up`` and the filters,
+named after their URL keys: ``trim trimc rot flip gray blur sharp wm``); every value goes through the
+client's own checks (``make_options``, ``encode_source``) one field at a time, so the page refuses
+exactly what ``URLSigner`` refuses, with its message, next to the field that holds the value (the
+focal point is checked one coordinate at a time, with a message of its own). Two refusals are the
+playground's own: ``f:json`` (the preview is an image) and a watermark name the service does not define.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from thumbsvc.urls import encode_source
 T = TypeVar("T")
 
 FOCAL = "focal"  # the gravity control's value for a focal point (fx, fy)
+# The filters' form fields, named after their URL keys (trimc: trim's colour), in the URL's order.
+FILTER_FIELDS = ("trim", "trimc", "rot", "flip", "gray", "blur", "sharp", "wm")
+FILTER_NAMES = ("trim", "rotate", "flip", "grayscale", "blur", "sharpen", "watermark")  # the client's names
+ON = ("1", "on", "true")  # what a checkbox (or a bookmarked address) says for "on"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +45,17 @@ class Form:
     errors: dict[str, str]  # form field name (``w``, ``fit``, ...) -> why its value was refused
 
 
-def read_form(params: Mapping[str, Any], *, default_source: str, max_output_px: int) -> Form:
-    """Given the form's fields (``source w h fit g fx fy f q dpr bg up``), return each valid value and each refusal.
+def read_form(
+    params: Mapping[str, Any], *, default_source: str, max_output_px: int, watermarks: tuple[str, ...] = ()
+) -> Form:
+    """Given the form's fields (``source w h fit g fx fy f q dpr bg up`` and ``FILTER_FIELDS``), return each
+    valid value and each refusal.
 
     Every field is checked alone with the client's own checks, so one bad value never costs the
     others: ``?w=300&fit=squash`` keeps the width and says why ``squash`` is refused. A box over the
-    service's output limit is refused on the size field that exceeds it. A bad or missing source falls
-    back to ``default_source`` (an error only when there is none).
+    service's output limit is refused on the size field that exceeds it; a watermark on anything but
+    one of ``watermarks`` (the service's names) is refused. A bad or missing source falls back to
+    ``default_source`` (an error only when there is none).
     """
     errors: dict[str, str] = {}
 
@@ -97,11 +107,38 @@ def read_form(params: Mapping[str, Any], *, default_source: str, max_output_px: 
         "quality": quality,
         "dpr": dpr if dpr != 1 else None,
         "background": background,
-        "upscale": True if field("up").lower() in ("1", "on", "true") else None,
+        "upscale": True if field("up").lower() in ON else None,
     }
+    named.update(_filters(field, check, errors, watermarks))
     options = {name: value for name, value in named.items() if value is not None}
     make_options(**options)  # every field passed alone; together they cannot fail
     return Form(Spec(source, options, control), errors)
+
+
+def _filters(
+    field: Callable[[str], str],
+    check: Callable[[str, Callable[[], Any]], Any],
+    errors: dict[str, str],
+    watermarks: tuple[str, ...],
+) -> dict[str, Any]:
+    """The filter fields as the client's keyword arguments (None: not asked for, or refused)."""
+    threshold = check("trim", partial(_trim, field("trim"))) if field("trim") else None
+    colour = check("trimc", partial(_trim_colour, field("trimc"))) if field("trimc") else None
+    if colour is not None and threshold is None:
+        if "trim" not in errors:
+            errors["trimc"] = "a trim colour needs a trim threshold (0 to 255)"
+        colour = None
+    rotate = check("rot", partial(_rotate, field("rot"))) if field("rot") else None
+    watermark = check("wm", partial(_watermark, field("wm"), watermarks)) if field("wm") else None
+    return {
+        "trim": (threshold, colour) if colour is not None else threshold,
+        "rotate": rotate or None,  # 0: no rotation
+        "flip": check("flip", partial(_option, "flip", field("flip"))) if field("flip") else None,
+        "grayscale": True if field("gray").lower() in ON else None,
+        "blur": check("blur", partial(_sigma, field("blur"), "blur")) if field("blur") else None,
+        "sharpen": check("sharp", partial(_sigma, field("sharp"), "sharpen")) if field("sharp") else None,
+        "watermark": watermark,
+    }
 
 
 def spec_query(spec: Spec) -> dict[str, str]:
@@ -122,6 +159,16 @@ def spec_query(spec: Spec) -> dict[str, str]:
     query["dpr"] = fmt(options.get("dpr", 1))
     if options.get("upscale"):
         query["up"] = "1"
+    trim = options.get("trim")
+    if isinstance(trim, tuple):
+        query["trim"], query["trimc"] = str(trim[0]), trim[1]
+    elif trim is not None:
+        query["trim"] = str(trim)
+    for key, name in (("rot", "rotate"), ("flip", "flip"), ("blur", "blur"), ("sharp", "sharpen"), ("wm", "watermark")):
+        if name in options:
+            query[key] = fmt(options[name])
+    if options.get("grayscale"):
+        query["gray"] = "1"
     return query
 
 
@@ -146,11 +193,13 @@ def django_tag(spec: Spec) -> str:
         args.append(str(width))
     elif height:
         args.append(_django_str(f"x{height}"))
-    for name in ("fit", "gravity", "format", "quality", "dpr", "background", "upscale"):
+    for name in (*("fit", "gravity", "format", "quality", "dpr", "background", "upscale"), *FILTER_NAMES):
         value = options.get(name)
         if value is None:
             continue
-        if isinstance(value, tuple):
+        if name == "trim" and isinstance(value, tuple):
+            args.append(f'trim="{value[0]},{value[1]}"')  # the tags' spelling of (threshold, colour)
+        elif isinstance(value, tuple):
             args.append(f'focal="{fmt(value[0])},{fmt(value[1])}"')
         elif isinstance(value, bool):
             args.append(f"{name}={value}")
@@ -198,7 +247,44 @@ def _dimension(text: str, name: str) -> int:
 
 
 def _format(text: str) -> str | None:
-    return make_options(format=text).format  # the canonical name: "JPG" is "jpeg"
+    name = make_options(format=text).format  # the canonical name: "JPG" is "jpeg"
+    if name == "json":
+        raise ValueError(
+            'the playground previews images: json (the facts of a thumbnail) is for the client, format="json"'
+        )
+    return name
+
+
+def _trim(text: str) -> int:
+    return int(_option("trim", _whole(text, "trim")))
+
+
+def _trim_colour(text: str) -> str:
+    make_options(trim=(0, text))
+    return text.lower()
+
+
+def _rotate(text: str) -> int:
+    return int(_option("rotate", _whole(text, "rotate")))
+
+
+def _sigma(text: str, name: str) -> float:
+    """A blur or sharpen sigma as typed (``2.5``, ``1``), checked by the client: 2.55 is refused, not rounded."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {text!r}") from None
+    number = int(value) if value.is_integer() else value
+    _option(name, number)
+    return number
+
+
+def _watermark(name: str, defined: tuple[str, ...]) -> str:
+    if name not in defined:
+        if not defined:
+            raise ValueError("the service defines no watermarks (THUMBSVC_WATERMARKS)")
+        raise ValueError(f"watermark must be one of {', '.join(defined)} (THUMBSVC_WATERMARKS), not {name!r}")
+    return name
 
 
 def _quality(text: str) -> int:

@@ -4,7 +4,9 @@ Everything else in the suite goes through public interfaces: ``thumbsvc serve`` 
 HTTP, ``thumbsvc.client.URLSigner``, ``thumbsvc.config.Settings`` and ``thumbsvc.app.create_app``.
 
 - ``renderer`` is what the in-process workload times: one thumbnail from source bytes, as the
-  service's render step makes it (``thumbsvc.pipeline.render(data, options, limits)``: every step).
+  service's render step makes it (a ``pipeline.Job`` through ``HEADER_STEPS`` then ``pixel_steps``,
+  as ``pipeline.render`` and the service run it), with the operator's watermarks loaded as the
+  service loads them (``filters.parse_watermarks``, ``filters.Watermark.load``).
 - ``stages`` is what ``bench floors`` times: the same render cut at its step boundaries
   (``pipeline.HEADER_STEPS``, then ``decode``, then the steps after it).
 """
@@ -12,7 +14,7 @@ HTTP, ``thumbsvc.client.URLSigner``, ``thumbsvc.config.Settings`` and ``thumbsvc
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,16 +29,19 @@ class Output:
     height: int
 
 
-def renderer() -> Callable[..., Output]:
+def renderer(watermarks: str = "", files: Mapping[str, bytes] | None = None) -> Callable[..., Output]:
     """Return ``run(data, *, width, height, fit, quality, **options) -> Output``: thumbsvc's render of one thumbnail.
 
-    Set-up (settings, Pillow's limits) happens here, once; ``run`` is what is timed. ``options`` are
-    the client's keyword arguments (``gravity="smart"``, ``format="webp"``); the format defaults to JPEG.
+    Set-up (settings, Pillow's limits, watermarks) happens here, once; ``run`` is what is timed.
+    ``options`` are the client's keyword arguments (``gravity="smart"``, ``format="webp"``,
+    ``watermark="logo"``); the format defaults to JPEG. ``watermarks`` is a ``THUMBSVC_WATERMARKS``
+    text whose files are ``files[path]`` (the service reads them from its media root at start-up).
     """
+    from thumbsvc import pipeline
     from thumbsvc.config import Settings
     from thumbsvc.decode import Limits, configure
+    from thumbsvc.filters import Watermark, parse_watermarks
     from thumbsvc.options import make_options
-    from thumbsvc.pipeline import render
 
     settings = Settings()  # defaults: the in-process workloads measure the render, not a configuration
     configure(settings.max_source_pixels)
@@ -47,10 +52,15 @@ def renderer() -> Callable[..., Output]:
         max_output_px=settings.max_output_px,
     )
 
+    loaded = {
+        name: Watermark.load(spec, (files or {})[spec.path]) for name, spec in parse_watermarks(watermarks).items()
+    }
+
     def run(data: bytes, *, width: int, height: int, fit: str, quality: int, **options: Any) -> Output:
         options.setdefault("format", "jpeg")
         made = make_options(width=width, height=height, fit=fit, quality=quality, **options)
-        rendered = render(data, made, limits)
+        job = pipeline.run(pipeline.Job(data, made, limits, watermarks=loaded), pipeline.HEADER_STEPS)
+        rendered = pipeline.run(job, pipeline.pixel_steps(job)).result
         return Output(rendered.data, rendered.width, rendered.height)
 
     return run

@@ -2,8 +2,10 @@
 
 ``bench inprocess`` starts ``python -m bench.lib.arms ARM TREE`` from the repository root (the pyvips
 arms with the pyvips venv's interpreter, which has no Pillow: keep this module's imports lazy).
-Each arm maps source bytes already in memory to encoded JPEG bytes; only that is timed. To add an
-arm, add a factory to ``ARMS``. Requests::
+Each arm maps source bytes already in memory to encoded JPEG bytes (``thumbsvc-json``: the f:json
+answer); only that is timed. To add an arm, add a factory to ``ARMS``. The ``thumbsvc-*`` arms are
+thumbsvc with one option each (a filter, smart crop, f:json): their ratio to ``thumbsvc`` in the same
+run is what the option costs. Requests::
 
     {"op": "load", "paths": [...]}                       read the sources into memory
     {"op": "run", "path": p, "width": w, "height": h, "fit": f, "out": file-or-null}
@@ -73,12 +75,13 @@ def pillow_arm(draft: float | None = None) -> Arm:
     return run
 
 
-def thumbsvc_arm(tree: str, **options: object) -> Arm:
-    """thumbsvc's render step, through ``bench.lib.adapter`` (from checkout ``tree``); ``options`` as the client's."""
+def thumbsvc_arm(tree: str, watermarks: str = "", files: dict[str, bytes] | None = None, **options: object) -> Arm:
+    """thumbsvc's render step, through ``bench.lib.adapter`` (from checkout ``tree``); ``options`` as the client's,
+    ``watermarks`` and ``files`` the operator's watermarks (``adapter.renderer``)."""
     sys.path.insert(0, tree)
     from bench.lib.adapter import renderer
 
-    render = renderer()
+    render = renderer(watermarks, files)
 
     def run(data: bytes, width: int, height: int, fit: str) -> tuple[bytes, int, int]:
         out = render(data, width=width, height=height, fit=fit, quality=QUALITY, **options)
@@ -111,10 +114,42 @@ def pyvips_arm(progressive: bool = False) -> Arm:
     return run
 
 
+# The watermark arm's definition: what an operator writes in THUMBSVC_WATERMARKS (the defaults spelled out).
+WATERMARKS = "bench=marks/bench.png;gravity=south-east;margin=0.02;opacity=0.5;scale=0.2"
+
+
+def watermark_png() -> bytes:
+    """A small RGBA PNG like an operator's logo (240x80: a rounded plate with a mark and soft edges)."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    image = Image.new("RGBA", (240, 80), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.rounded_rectangle((4, 4, 235, 75), radius=18, fill=(255, 255, 255, 200), outline=(20, 40, 90, 255), width=4)
+    draw.ellipse((16, 16, 64, 64), fill=(10, 88, 202, 255))
+    for index, width in enumerate((140, 110, 150)):
+        draw.rectangle((80, 20 + index * 16, 80 + width, 28 + index * 16), fill=(20, 40, 90, 255))
+    buffer = io.BytesIO()
+    image.filter(ImageFilter.SMOOTH).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def watermark_arm(tree: str) -> Arm:
+    return thumbsvc_arm(tree, WATERMARKS, {"marks/bench.png": watermark_png()}, watermark="bench")
+
+
 # name -> factory(tree). Arms whose name starts with "pyvips" run in the pyvips venv.
 ARMS: dict[str, Callable[[str], Arm]] = {
     "thumbsvc": thumbsvc_arm,
     "thumbsvc-smart": lambda tree: thumbsvc_arm(tree, gravity="smart"),  # what smart crop costs (cover jobs)
+    # One filter each, at the issue's example values (docs/performance.md, "What each filter costs").
+    "thumbsvc-trim": lambda tree: thumbsvc_arm(tree, trim=10),
+    "thumbsvc-rot": lambda tree: thumbsvc_arm(tree, rotate=90),
+    "thumbsvc-flip": lambda tree: thumbsvc_arm(tree, flip="h"),
+    "thumbsvc-gray": lambda tree: thumbsvc_arm(tree, grayscale=True),
+    "thumbsvc-blur": lambda tree: thumbsvc_arm(tree, blur=2.5),
+    "thumbsvc-sharp": lambda tree: thumbsvc_arm(tree, sharpen=1),
+    "thumbsvc-wm": watermark_arm,
+    "thumbsvc-json": lambda tree: thumbsvc_arm(tree, format="json"),  # f:json: the facts, no image
     "pillow": lambda tree: pillow_arm(),
     "pillow-draft": lambda tree: pillow_arm(draft=1.0),
     "pillow-draft2": lambda tree: pillow_arm(draft=2.0),

@@ -257,9 +257,23 @@ def photo_set(name: str, folder: str | Path | None = None) -> list[Path]:
     raise SystemExit(f"unknown photo set {name!r}: one of {', '.join(SETS)}")
 
 
-def jobs_for(photos: list[Path]) -> list[Job]:
-    """Return the three thumbnails of each photo, photo by photo."""
-    return [Job(p.stem, str(p), w, h, fit) for p in photos for (w, h, fit) in SIZES]
+def jobs_for(photos: list[Path], sizes: tuple[tuple[int, int, str], ...] = SIZES) -> list[Job]:
+    """Return the thumbnails of each photo (by default the three ``SIZES``), photo by photo."""
+    return [Job(p.stem, str(p), w, h, fit) for p in photos for (w, h, fit) in sizes]
+
+
+def parse_sizes(text: str) -> tuple[tuple[int, int, str], ...]:
+    """Parse ``400x300:cover,150x150:cover`` (``WxH:fit``, fit ``cover`` or ``contain``) into job sizes."""
+    sizes = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        box, _, fit = item.partition(":")
+        width, _, height = box.partition("x")
+        if not (width.isdigit() and height.isdigit() and int(width) and int(height)) or fit not in ("cover", "contain"):
+            raise SystemExit(f"--sizes: {item!r} is not WxH:cover or WxH:contain")
+        sizes.append((int(width), int(height), fit))
+    if not sizes:
+        raise SystemExit("--sizes: no size given")
+    return tuple(sizes)
 
 
 def expected_size(src_w: int, src_h: int, width: int, height: int, fit: str) -> tuple[int, int]:

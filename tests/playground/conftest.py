@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import html
+import io
 import re
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from starlette.testclient import TestClient
 
 from tests.helpers import make_photo
 from thumbsvc.app import create_app
 from thumbsvc.config import Settings
 from thumbsvc.decode import allowed_formats
+from thumbsvc.filters import parse_watermarks
 
 # What a media root's unreadable files show on their tiles (the service's public messages, and one of ours).
 HEIC_REASON = "HEIC needs thumbsvc[heif]"
@@ -64,6 +67,41 @@ def make_unreadable_root(root: Path) -> Path:
     whole = make_photo((1200, 900))
     (root / "4-cut.jpg").write_bytes(whole[: len(whole) // 3])  # the header says 1200x900; the pixels stop early
     return root
+
+
+# Two watermarks under the filters' media root: an opaque red square at the bottom-right corner, flush
+# (so its pixels are at a known place), and a half-transparent one at the top left.
+WATERMARKS = (
+    "logo=marks/logo.png;gravity=south-east;margin=0;opacity=1;scale=0.25,"
+    "stamp=marks/stamp.png;gravity=north-west;margin=0.02;opacity=0.5;scale=0.2"
+)
+RED = (255, 0, 0)
+# The bordered PNG: its content, a 200x100 box at (50, 80), on a white border 400x300 in all.
+BORDERED_BOX = (50, 80, 250, 180)
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def make_filters_root(root: Path) -> Path:
+    """A media root for the filters: a landscape photo of four coloured quadrants, a PNG with a white
+    border around its content, and the two watermarks' images."""
+    (root / "marks").mkdir(parents=True)
+    (root / "photo.jpg").write_bytes(make_photo((800, 600)))
+    bordered = Image.new("RGB", (400, 300), (255, 255, 255))
+    bordered.paste((20, 60, 200), BORDERED_BOX)
+    (root / "bordered.png").write_bytes(png(bordered))
+    (root / "marks" / "logo.png").write_bytes(png(Image.new("RGBA", (64, 64), (*RED, 255))))
+    (root / "marks" / "stamp.png").write_bytes(png(Image.new("RGBA", (64, 32), (0, 0, 0, 255))))
+    return root
+
+
+def filters_settings(root: Path) -> Settings:
+    """Development mode over ``make_filters_root``'s files, with its two watermarks defined."""
+    return Settings(media_root=str(root), watermarks=tuple(parse_watermarks(WATERMARKS).values()), render_slots=2)
 
 
 def heif_registered() -> bool:

@@ -20,7 +20,16 @@ import pytest
 import uvicorn
 
 from tests.helpers import REPO
-from tests.playground.conftest import HEIC_REASON, UNDECODABLE, UNSUPPORTED, heif_registered, make_unreadable_root
+from tests.playground.conftest import (
+    HEIC_REASON,
+    RED,
+    UNDECODABLE,
+    UNSUPPORTED,
+    filters_settings,
+    heif_registered,
+    make_filters_root,
+    make_unreadable_root,
+)
 from thumbsvc.app import create_app
 from thumbsvc.config import Settings
 from thumbsvc.playground import TIMES
@@ -96,6 +105,14 @@ def unreadable_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     """A media root of files the service cannot render, and one good photo."""
     root = make_unreadable_root(tmp_path_factory.mktemp("unreadable") / "media")
     with serve(Settings(media_root=str(root), render_slots=2)) as origin:
+        yield origin
+
+
+@pytest.fixture(scope="module")
+def filters_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A photo of four coloured quadrants and two watermarks the service defines (logo, stamp)."""
+    root = make_filters_root(tmp_path_factory.mktemp("filters") / "media")
+    with serve(filters_settings(root)) as origin:
         yield origin
 
 
@@ -320,6 +337,73 @@ def test_without_script_the_page_shows_its_thumbnail_itself(open_tab: Any) -> No
     assert len(noscript) == 1 and (noscript[0]["w"], noscript[0]["h"]) == (123, 77)
     assert all(image["w"] > 0 for image in shown if image["src"]), shown
     tab.assert_clean()
+
+
+# The thumbnail's pixel at (x, y), read from the very bytes the page shows (a same-origin blob: image).
+PIXEL = """([x, y]) => {
+  const image = document.getElementById("thumb");
+  const canvas = document.createElement("canvas");
+  canvas.width = image.naturalWidth;
+  canvas.height = image.naturalHeight;
+  const context = canvas.getContext("2d");
+  context.drawImage(image, 0, 0);
+  return Array.from(context.getImageData(x, y, 1, 1).data.slice(0, 3));
+}"""
+
+
+def near(pixel: list[int], colour: tuple[int, int, int], tolerance: int = 16) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=True))
+
+
+def test_changing_a_filter_control_updates_the_thumbnail(open_tab: Any, filters_server: str) -> None:
+    tab = open_tab(origin=filters_server)
+    page = tab.page
+    page.goto("/?source=photo.jpg&w=240&h=160&f=png")
+    path = wait_for_thumbnail(tab)
+    assert page.eval_on_selector("#thumb", "i => [i.naturalWidth, i.naturalHeight]") == [213, 160]
+    assert near(page.evaluate(PIXEL, [20, 20]), (220, 30, 30))  # the photo's red top-left quadrant
+
+    # A quarter turn clockwise: the 4:3 photo stands up (120x160 in the box), red goes to the top right.
+    page.select_option("#rot", "90")
+    path = wait_for_thumbnail(tab, path)
+    assert "/240x160/f:png/rot:90/photo.jpg" in path and shown_url(tab) == tab.origin + path
+    assert page.eval_on_selector("#thumb", "i => [i.naturalWidth, i.naturalHeight]") == [120, 160]
+    assert near(page.evaluate(PIXEL, [100, 20]), (220, 30, 30))
+    assert near(page.evaluate(PIXEL, [20, 20]), (30, 30, 220))
+
+    page.check("#gray")
+    path = wait_for_thumbnail(tab, path)
+    assert "/rot:90/gray:1/photo.jpg" in path
+    red, green, blue = page.evaluate(PIXEL, [100, 20])
+    assert red == green == blue and abs(red - 87) <= 4  # red's luma
+
+    page.fill("#blur", "2.5")
+    path = wait_for_thumbnail(tab, path)
+    assert "/rot:90/gray:1/blur:2.5/photo.jpg" in path
+
+    page.select_option("#wm", "logo")  # the service's own watermark: a red square, flush at the bottom right
+    path = wait_for_thumbnail(tab, path)
+    assert "/rot:90/gray:1/blur:2.5/wm:logo/photo.jpg" in path
+    assert page.evaluate(PIXEL, [115, 155]) == list(RED)
+    assert page.text_content("#django") == (
+        '{% load thumbsvc %}\n{% thumbnail_url "photo.jpg" 240 160 format="png" rotate=90 grayscale=True'
+        ' blur=2.5 watermark="logo" %}'
+    )
+    assert 'rotate=90,\n    grayscale=True,\n    blur=2.5,\n    watermark="logo",' in str(page.text_content("#python"))
+    assert all(pair in page.url for pair in ("rot=90", "gray=1", "blur=2.5", "wm=logo"))
+
+    # A bad filter value is marked beside its field and keeps the last thumbnail; fixing it clears the mark.
+    page.fill("#sharp", "20")
+    page.wait_for_selector("#sharp-error", state="visible")
+    assert "sharpen must be from 0.3 to 10" in str(page.text_content("#sharp-error"))
+    assert page.get_attribute("#sharp", "aria-invalid") == "true"
+    assert "stale" in str(page.get_attribute("#thumb", "class"))
+    page.fill("#sharp", "1")
+    path = wait_for_thumbnail(tab, path)
+    assert "/blur:2.5/sharp:1/wm:logo/photo.jpg" in path
+    assert page.get_attribute("#sharp", "aria-invalid") is None
+    screenshot(tab, "playground-filters.png")
+    tab.assert_clean(HTTP_400)
 
 
 def field_error(tab: Tab, name: str) -> str | None:
