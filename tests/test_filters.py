@@ -80,6 +80,24 @@ def test_trim_keeps_exactly_the_content(
     assert image.convert("RGB").getpixel((image.width - 1, image.height - 1)) == (0, 0, 0)
 
 
+def test_trim_of_a_large_jpeg_is_found_on_its_decode_and_facts_agree(
+    client: TestClient, signer: URLSigner, put: Callable[[str, bytes], str]
+) -> None:
+    # A 4000x3000 JPEG decodes at 1/2 (the shared scale keeps 2000 px): the box is exact to one decoded
+    # pixel, 2 source pixels, and f:json gives the very size the image has.
+    image = Image.new("RGB", (4000, 3000), (255, 255, 255))
+    image.paste(Image.effect_noise((2400, 1500), 60).convert("RGB"), (801, 703))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=95)
+    source = put("bordered.jpg", buffer.getvalue())
+    out = decode(client.get(signer.path(source, trim=40, format="png")).content)
+    assert abs(out.width - 2400) <= 2 and abs(out.height - 1500) <= 2
+    fitted = client.get(signer.path(source, trim=40, width=300))
+    facts = client.get(signer.path(source, trim=40, width=300, format="json")).json()
+    assert facts["output"]["width"] == decode(fitted.content).width == 300
+    assert facts["output"]["height"] == decode(fitted.content).height
+
+
 def test_trim_with_a_colour_and_a_threshold(
     client: TestClient, signer: URLSigner, put: Callable[[str, bytes], str]
 ) -> None:

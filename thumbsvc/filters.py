@@ -5,8 +5,10 @@ Plain functions over Pillow images; the pipeline decides where each runs (docs/r
 (``geometry.with_rotation``), so only the small result is ever turned.
 
 ``trim_box`` never scans every pixel of a large image: it finds the box on a reduced preview
-(``TRIM_PREVIEW_PX`` on the long side) and then reads full-resolution strips around each edge, so
-the box is the one a full scan gives wherever the content is at least one preview pixel wide.
+(``TRIM_PREVIEW_PX`` on the long side) and then reads strips of the image it is given around each
+edge, so the box is the one a full scan of that image gives wherever the content is at least one
+preview pixel wide. The pipeline gives it the decode the render works from: the source's own pixels,
+or for a JPEG large enough to be decoded at a DCT scale, at least 1600 px on its long side.
 """
 
 from __future__ import annotations

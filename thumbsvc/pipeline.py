@@ -8,7 +8,8 @@ between them (a render past its deadline is abandoned at the next step: ``Render
     plan     the geometry (geometry.plan) and the decode rule (decode_scale); the memory estimate
     ---- nothing above decodes a pixel: every 4xx of the options and the header is raised here ----
     decode   decode at the planned JPEG DCT scale, into a working mode (or take a decoded frame given)
-    trim     trim:  find the box without uniform borders and plan again inside it
+    trim     trim:  find the box without uniform borders (on the decode: at least 1600 px on its long
+             side, or the source's own size) and plan again inside it
     reduce   box-reduce the decoded frame to this request's own scale (decode_scale's second half)
     focus    gravity=smart: re-plan a cover crop around the subject of the decoded pixels
     resize   resample the plan's region to the output size, still in stored orientation
@@ -274,14 +275,20 @@ def plan(job: Job) -> None:
                 f"{frames} frames of {canvas_w}x{canvas_h} is over the animation budget",
                 public_message="Animation too large for this output size",
             )
-    elif options.trim is not None:
-        frames = 1  # trim reads the source at full resolution: the box is then exact
     else:
         frames = 1
-        job.planar = job.kind in SUBSAMPLED_KINDS and codes_ycbcr(job.opened)
-        job.denominator, job.factor = decode_scale(header, job.plan)
-        if job.facts:  # the coarsest decode that gives the preview: it shares nothing worth a finer one
-            job.denominator, job.factor = job.denominator * job.factor, 1
+        # trim compares colours in RGB: its source is decoded as RGB, not as YCbCr planes.
+        job.planar = job.kind in SUBSAMPLED_KINDS and codes_ycbcr(job.opened) and options.trim is None
+        if options.trim is not None:
+            # The box is found on the decode the image itself gets (so f:json's output size is the image's),
+            # before any reduction; trim then sets the factor for what it kept.
+            assert job.output_plan is not None
+            job.denominator, job.factor = decode_scale(header, job.output_plan)[0], 1
+        elif job.facts:  # the coarsest decode that gives the preview: it shares nothing worth a finer one
+            denominator, factor = decode_scale(header, job.plan)
+            job.denominator, job.factor = denominator * factor, 1
+        else:
+            job.denominator, job.factor = decode_scale(header, job.plan)
     size = upright_size(job.plan.size, job.orientation)
     copies = sum(
         1 for wanted in (options.blur, options.sharpen, options.watermark, options.grayscale or None) if wanted
@@ -420,6 +427,10 @@ def trim(job: Job) -> None:
     scale = job.scale
     job.base = (round(left / scale), round(top / scale), round((right - left) / scale), round((bottom - top) / scale))
     set_plan(job, layout_of(job, base=job.base))
+    if job.header is not None:
+        # Reduce the decode to the scale what was kept needs, never coarser than it was decoded at.
+        denominator, factor = decode_scale(job.header, job.plan)
+        job.factor = max(1, denominator * factor // job.denominator)
 
 
 def reduce(job: Job) -> None:

@@ -116,6 +116,13 @@ def _average(rgba: bytes) -> tuple[float, float, float, float]:
     return avg_r, avg_g, avg_b, avg_a
 
 
+@functools.lru_cache(maxsize=512)
+def _cosines(frequency: int, size: int) -> tuple[float, ...]:
+    """The reference's basis ``cos(pi / size * frequency * (i + 0.5))`` for i in 0..size-1 (a pure memo: the
+    same terms come back for every channel, term and image of a size)."""
+    return tuple(js_cos(math.pi / size * frequency * (i + 0.5)) for i in range(size))
+
+
 def _encode_channel(
     channel: list[float], width: int, height: int, nx: int, ny: int
 ) -> tuple[float, list[float], float]:
@@ -124,10 +131,10 @@ def _encode_channel(
     ac: list[float] = []
     rows = [channel[y * width : (y + 1) * width] for y in range(height)]
     for cy in range(ny):
-        fy = [js_cos(math.pi / height * cy * (y + 0.5)) for y in range(height)]
+        fy = _cosines(cy, height)
         cx = 0
         while cx * ny < nx * (ny - cy):
-            fx = [js_cos(math.pi / width * cx * (x + 0.5)) for x in range(width)]
+            fx = _cosines(cx, width)
             f = 0.0
             for row, fy_y in zip(rows, fy, strict=True):
                 # One addition after another, in the reference's order (sum() would compensate).
