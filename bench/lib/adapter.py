@@ -40,7 +40,6 @@ def renderer(watermarks: str = "", files: Mapping[str, bytes] | None = None) -> 
     from thumbsvc import pipeline
     from thumbsvc.config import Settings
     from thumbsvc.decode import Limits, configure
-    from thumbsvc.filters import Watermark, parse_watermarks
     from thumbsvc.options import make_options
 
     settings = Settings()  # defaults: the in-process workloads measure the render, not a configuration
@@ -52,13 +51,20 @@ def renderer(watermarks: str = "", files: Mapping[str, bytes] | None = None) -> 
         max_output_px=settings.max_output_px,
     )
 
-    loaded = {
-        name: Watermark.load(spec, (files or {})[spec.path]) for name, spec in parse_watermarks(watermarks).items()
-    }
+    loaded = {}
+    if watermarks:
+        from thumbsvc.filters import Watermark, parse_watermarks
+
+        loaded = {
+            name: Watermark.load(spec, (files or {})[spec.path]) for name, spec in parse_watermarks(watermarks).items()
+        }
 
     def run(data: bytes, *, width: int, height: int, fit: str, quality: int, **options: Any) -> Output:
         options.setdefault("format", "jpeg")
         made = make_options(width=width, height=height, fit=fit, quality=quality, **options)
+        if not hasattr(pipeline, "run"):  # a checkout from before the steps (--tree/--alt of an old commit)
+            rendered = pipeline.render(data, made, limits)
+            return Output(rendered.data, rendered.width, rendered.height)
         job = pipeline.run(pipeline.Job(data, made, limits, watermarks=loaded), pipeline.HEADER_STEPS)
         rendered = pipeline.run(job, pipeline.pixel_steps(job)).result
         return Output(rendered.data, rendered.width, rendered.height)
