@@ -23,6 +23,7 @@ import anyio.abc
 import httpx
 import pytest
 from PIL import Image
+from starlette.testclient import TestClient
 
 from tests.helpers import REPO, TEST_KEY, decode, make_photo
 from tests.live import sample, serve_in_thread
@@ -192,6 +193,52 @@ def test_other_origins_keep_their_own_fetches(
             stall.released.set()
 
     anyio.run(main)
+
+
+def test_a_full_render_queue_refuses_before_fetching_or_probing(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """Under overload a request is refused before it costs a fetch or a header probe: the origin
+    never hears of it, and the refusal comes at once."""
+    jpeg = make_photo((640, 480))
+    with OriginServer("127.0.0.2") as origin:
+        origin.route("/photo.jpg", body(jpeg))
+        settings = settings_factory(
+            allowed_sources=(origin.url("/"),),
+            allow_private_networks=("127.0.0.2/32",),
+            render_slots=1,
+            queue_size=1,
+        )
+        app = create_app(settings)
+        thumbnailer = app.state.thumbnailer
+        thumbnailer.sources = Sources(
+            thumbnailer.sources.local,
+            HttpSource(thumbnailer.sources.remote.policy, network_backend=LoopbackOnlyBackend()),
+            gate=thumbnailer.sources.gate,
+        )
+        signer = URLSigner(key=TEST_KEY)
+        release = threading.Event()
+        with TestClient(app) as client:
+            # Two renders hold the one slot and the one queue place.
+            held = [client.portal.start_task_soon(thumbnailer.admission.run, release.wait, 10) for _ in range(2)]
+            deadline = time.monotonic() + 10
+            while thumbnailer.admission.admitted < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            started = time.monotonic()
+            response = client.get(signer.path(origin.url("/photo.jpg"), width=120))
+            refused_after = time.monotonic() - started
+            release.set()
+            for future in held:
+                future.result(timeout=10)
+            assert response.status_code == 503
+            assert response.headers["retry-after"] == "1"
+            assert refused_after < 1
+            assert origin.seen == []  # nothing was fetched for it
+            assert sample(client.get("/metrics").text, "thumbsvc_rejected_total", reason="queue_full") == 1
+            # With the queue free again the same thumbnail renders.
+            again = client.get(signer.path(origin.url("/photo.jpg"), width=120))
+            assert again.status_code == 200
+            assert decode(again.content).width == 120
 
 
 # -- the render deadline -----------------------------------------------------------------------

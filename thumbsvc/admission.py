@@ -123,6 +123,14 @@ class Admission:
             if reserved:
                 self.memory.release(nbytes)
 
+    def check(self) -> None:
+        """Raise ``Overloaded`` now if ``run`` would refuse a request now (no place, or a wait past the deadline).
+
+        For the work before admission (a fetch, a header probe): under overload a request is refused
+        before it costs that, not after. ``run`` checks again when it takes its place.
+        """
+        self._check_place()
+
     def _check_place(self) -> None:
         if self.closed:
             raise Overloaded("shutting down", reason="draining", retry_after_s=self.retry_after_s)

@@ -325,6 +325,7 @@ class Thumbnailer:
         return make_etag(request, validator)
 
     async def _produce(self, request: ThumbRequest, record: Record) -> Thumbnail:
+        self.admission.check()  # overloaded: refused before the fetch and the header probe
         source = await self.load(request.source, record)
         try:
             rendered = await self._render(request, source, record)
@@ -361,6 +362,7 @@ class Thumbnailer:
             watermarks=self.watermarks,
             planner=request.planner,
         )
+        self.admission.check()  # again: the queue may have filled while the source was fetched
         await anyio.to_thread.run_sync(self._header, job, request.source, limiter=self.header_limiter)
         if job.decode_bytes > self.max_render_memory:
             raise SourceTooLarge(
