@@ -14,9 +14,10 @@ attackers beside it:
               short Content-Length, then a fetch of another source from it: the answer must be
               that source's own image (a wrong image is counted)
   slowloris   sockets that send a request head one byte every few seconds, never finishing
-  stall       sources on the origin that send headers and one chunk, then nothing (one new
-              every --stall-interval seconds): phase ``hostile`` only, as downloads still hold
-              admission places until fetching gets its own bounds
+  stall       sources on a second allowed origin (127.0.0.2, the attacker's) that send headers
+              and one chunk, then nothing (one new every --stall-interval seconds): phase
+              ``hostile`` only, so ``hostile-no-stall`` shows what the stalls add (they hold
+              that host's fetch places, never render places nor other hosts' fetches)
 
 Healthy traffic: ``--clients`` threads in a process of their own (the attackers have another,
 the origin runs in the parent), each asking for local thumbnails (JPEG, PNG, WebP photos) and
@@ -26,8 +27,8 @@ statuses; the server's peak RSS (VmHWM); and for each hostile phase the ratios t
 baseline. Results go where every workload's go (``--out``, else ``$THUMBSVC_BENCH_OUT``, else the
 cache folder), never into the repository.
 
-    python -m bench.soak                           # three phases of 60 s: about 3.5 minutes
-    python -m bench.soak --seconds 20 --phases baseline,hostile
+    python -m bench soak                           # three phases of 60 s: about 3.5 minutes
+    python -m bench soak --seconds 20 --phases baseline,hostile
 """
 
 from __future__ import annotations
@@ -203,9 +204,10 @@ def run_healthy(base: str, origin: str, photos: list[str], clients: int, seconds
 class Hostile(Traffic):
     """The attackers; each method is one loop step (``slowloris`` runs a thread of its own)."""
 
-    def __init__(self, base: str, origin: str, photos: list[str], args: argparse.Namespace) -> None:
+    def __init__(self, base: str, origin: str, photos: list[str], args: argparse.Namespace, stall_origin: str) -> None:
         super().__init__(base, origin, photos)
         self.args = args
+        self.stall_origin = stall_origin  # another host: the per-host fetch bound keeps it from the healthy origin
         self.paths = PathSigner([KEY])
 
     def bombs(self, client: httpx.Client) -> None:
@@ -243,7 +245,7 @@ class Hostile(Traffic):
             started = time.perf_counter()
             try:
                 with httpx.Client(base_url=self.base, timeout=60) as own:
-                    response = own.get(self.signer.path(f"{self.origin}/stall.jpg?n={number}", width=64))
+                    response = own.get(self.signer.path(f"{self.stall_origin}/stall.jpg?n={number}", width=64))
                 status = str(response.status_code)
             except httpx.HTTPError as exc:  # the phase ended and the server with it
                 status = type(exc).__name__
@@ -293,10 +295,15 @@ class Hostile(Traffic):
 
 
 def run_hostile(
-    base: str, origin: str, photos: list[str], kinds: list[str], args: argparse.Namespace, out: Queue[object]
+    base: str,
+    origins: tuple[str, str],
+    photos: list[str],
+    kinds: list[str],
+    args: argparse.Namespace,
+    out: Queue[object],
 ) -> None:
     """Run the attackers of ``kinds`` for ``args.seconds`` and put what each saw on ``out``."""
-    attackers = Hostile(base, origin, photos, args)
+    attackers = Hostile(base, origins[0], photos, args, stall_origin=origins[1])
     attackers.start(kinds)
     time.sleep(args.seconds)
     attackers.finish()
@@ -304,7 +311,7 @@ def run_hostile(
 
 
 def run_traffic(
-    base: str, origin: str, photos: list[str], kinds: list[str], args: argparse.Namespace
+    base: str, origins: tuple[str, str], photos: list[str], kinds: list[str], args: argparse.Namespace
 ) -> dict[str, object]:
     """Run the healthy clients and the attackers of ``kinds`` for one phase, each in a process of its own.
 
@@ -315,10 +322,10 @@ def run_traffic(
     healthy_out: Queue[object] = context.Queue()
     hostile_out: Queue[object] = context.Queue()
     processes = [
-        context.Process(target=run_healthy, args=(base, origin, photos, args.clients, args.seconds, healthy_out))
+        context.Process(target=run_healthy, args=(base, origins[0], photos, args.clients, args.seconds, healthy_out))
     ]
     if kinds:
-        processes.append(context.Process(target=run_hostile, args=(base, origin, photos, kinds, args, hostile_out)))
+        processes.append(context.Process(target=run_hostile, args=(base, origins, photos, kinds, args, hostile_out)))
     for process in processes:
         process.start()
     result = healthy_out.get(timeout=args.seconds + 120)
@@ -354,13 +361,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def origin_server() -> Iterator[OriginServer]:
-    with OriginServer("127.0.0.1") as origin:
+def origin_servers() -> Iterator[tuple[OriginServer, OriginServer]]:
+    """The healthy origin (also the desynchronising one: that attack is on the next source of its own host)
+    and the attacker's stalling origin, on another loopback address."""
+    with OriginServer("127.0.0.1") as origin, OriginServer("127.0.0.2") as stalling:
         origin.route("/green.jpg", body(solid(GREEN)))
         origin.route("/smuggle.jpg", with_extra_response(solid(RED), solid(BLUE)))
         origin.route("/short-junk.jpg", short_then_junk(solid(RED), b"HTTP/1.1 999 junk\r\n" * 40, missing=0))
-        origin.route("/stall.jpg", stall)
-        yield origin
+        stalling.route("/stall.jpg", stall)
+        yield origin, stalling
 
 
 def run_phase(name: str, root: Path, photos: list[str], args: argparse.Namespace) -> dict[str, object]:
@@ -369,18 +378,18 @@ def run_phase(name: str, root: Path, photos: list[str], args: argparse.Namespace
     if args.only:
         kinds = {phase: [kind for kind in chosen if kind in args.only.split(",")] for phase, chosen in kinds.items()}
     with ExitStack() as stack:
-        origin = stack.enter_context(origin_server())
+        origin, stalling = stack.enter_context(origin_servers())
         env = {
             "THUMBSVC_KEY": KEY,
             "THUMBSVC_MEDIA_ROOT": str(root),
-            "THUMBSVC_ALLOWED_SOURCES": origin.url("/"),
-            "THUMBSVC_ALLOW_PRIVATE_NETWORKS": "127.0.0.1/32",
+            "THUMBSVC_ALLOWED_SOURCES": f"{origin.url('/')},{stalling.url('/')}",
+            "THUMBSVC_ALLOW_PRIVATE_NETWORKS": "127.0.0.1/32,127.0.0.2/32",
             "THUMBSVC_RENDER_SLOTS": str(args.slots),
         }
         env.update(item.split("=", 1) for item in args.env)
         base, pid = stack.enter_context(serve_in_process(env, "--log-level", "warning"))
         cpu_before = cpu_seconds(pid)
-        result = run_traffic(base, origin.url(""), photos, kinds[name], args)
+        result = run_traffic(base, (origin.url(""), stalling.url("")), photos, kinds[name], args)
         result["server_cpu_cores"] = round((cpu_seconds(pid) - cpu_before) / float(str(result["seconds"])), 2)
         result["server_peak_rss_mib"] = round(peak_rss_bytes(pid) / (1 << 20), 1)
         result["hostile_kinds"] = kinds[name]
