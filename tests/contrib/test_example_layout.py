@@ -58,6 +58,10 @@ def layout(html: str, width: int) -> tuple[list[dict[str, Any]], int]:
         try:
             page = browser.new_page(viewport={"width": width, "height": 900})
             page.set_content(html, wait_until="load")
+            # Lazy images below the fold load only when scrolled to: load them all, so every thumbnail
+            # is measured at its own size (an image not yet loaded is 0x0 and fits anywhere).
+            page.evaluate("document.querySelectorAll('img').forEach(image => { image.loading = 'eager'; })")
+            page.wait_for_function("[...document.images].every(image => image.complete && image.naturalWidth > 0)")
             return page.evaluate(MEASURE), page.evaluate("document.documentElement.scrollWidth")
         finally:
             browser.close()
@@ -73,6 +77,7 @@ def test_on_a_wide_screen_thumbnails_sit_in_rows_and_sections_side_by_side(page_
     assert scroll_width <= 1280
     for section in (squares, whole, formats):
         assert len(section["images"]) == 4
+        assert all(image["width"] > 0 for image in section["images"]), section
         assert rows(section["images"]) < 4, section  # not one thumbnail per line
     assert rows(cards["images"]) < 4
     # Two sections share a row; the cards span the page above them.
