@@ -60,6 +60,7 @@ KEEPALIVE_EXPIRY_S = 5.0
 # obstore's runtime thread may still be leaving the event loop's wake-up call when the last await
 # returns; an interpreter that exits at that instant aborts. aclose() waits this long for it.
 SETTLE_S = 0.02
+LIBRARY_TIMEOUT_MARGIN_S = 1.0  # obstore's per-request timeout, past the fetch deadline
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +255,9 @@ class S3Source:
         return {
             "allow_http": bool(options.endpoint and options.endpoint.startswith("http://")),
             "connect_timeout": timedelta(seconds=options.connect_timeout_s),
-            "timeout": timedelta(seconds=options.fetch_timeout_s),
+            # A backstop only: the fetch's own deadline (fail_after) must fire first and answer 504; the
+            # library's timeout at the same instant raced it and won as a generic error (502).
+            "timeout": timedelta(seconds=options.fetch_timeout_s + LIBRARY_TIMEOUT_MARGIN_S),
             "pool_idle_timeout": timedelta(seconds=KEEPALIVE_EXPIRY_S),
             "user_agent": USER_AGENT,
         }
