@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 
+import pytest
 from PIL import Image
 
-from thumbsvc.encoding import encode_animation, zero_timestamps
+from thumbsvc.encoding import encode, encode_animation, zero_timestamps
 
 
 def boxes(data: bytes, start: int = 0, end: int | None = None) -> dict[bytes, list[bytes]]:
@@ -45,3 +47,44 @@ def test_zeroing_leaves_anything_else_alone() -> None:
     assert zero_timestamps(b"\x00\x00\x00\x10free" + bytes(8)) == b"\x00\x00\x00\x10free" + bytes(8)
     garbage = b"\xff\xff\xff\xffmoov" + b"x" * 20  # a size past the end: left as it is
     assert zero_timestamps(garbage) == garbage
+
+
+def gradient(size: tuple[int, int], mode: str) -> Image.Image:
+    """A smooth image with detail in every band (an encoder's output depends on all of them)."""
+    bands = [
+        Image.linear_gradient("L").resize(size),
+        Image.linear_gradient("L").rotate(90).resize(size),
+        Image.radial_gradient("L").resize(size),
+        Image.linear_gradient("L").rotate(45).resize(size),
+    ]
+    return Image.merge(mode, bands[: len(mode)]) if mode != "L" else bands[0]
+
+
+def test_every_format_encodes_to_the_same_bytes_with_or_without_an_in_memory_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On Linux the encoders write into a memfd (so JPEG's writer runs outside the GIL); where the
+    # system has none, or a sandbox forbids it, into a BytesIO. Either way the same bytes.
+    cases = [
+        (gradient((640, 480), "RGB"), "jpeg"),  # progressive (over 50 000 px)
+        (gradient((160, 120), "RGB"), "jpeg"),  # optimised baseline
+        (gradient((320, 240), "RGBA"), "png"),
+        (gradient((320, 240), "RGBA"), "webp"),
+        (gradient((96, 64), "RGB"), "avif"),
+        (gradient((320, 240), "RGBA"), "gif"),
+    ]
+    with_memfd = [encode(image.copy(), fmt, 80) for image, fmt in cases]
+    frames = [gradient((64, 48), "RGB").rotate(angle) for angle in (0, 90, 180)]
+    animations = [encode_animation([f.copy() for f in frames], [100] * 3, fmt, None, 0) for fmt in ("gif", "webp")]
+
+    def forbidden(*args: object) -> int:
+        raise PermissionError("memfd_create is not allowed here")
+
+    monkeypatch.setattr(os, "memfd_create", forbidden, raising=False)
+    assert [encode(image.copy(), fmt, 80) for image, fmt in cases] == with_memfd
+    again = [encode_animation([f.copy() for f in frames], [100] * 3, fmt, None, 0) for fmt in ("gif", "webp")]
+    assert again == animations
+    for (data, media_type), (_, fmt) in zip(with_memfd, cases, strict=True):
+        with Image.open(io.BytesIO(data)) as image:
+            assert media_type == f"image/{fmt}"
+            assert image.format == fmt.upper()

@@ -91,6 +91,33 @@ def test_jpeg_scan_budget_edge() -> None:
         prescan.check_jpeg(hostile.jpeg_scans(MAX_JPEG_SCANS - scans + 1, (64, 48)))
 
 
+def repeated_last_scan(data: bytes, repeats: int) -> bytes:
+    last, end = data.rindex(b"\xff\xda"), data.rindex(b"\xff\xd9")
+    return data[:end] + data[last:end] * repeats + data[end:]
+
+
+def test_a_sequential_jpeg_whose_first_scan_holds_every_component_is_refused_by_the_decoder() -> None:
+    # Not counted (a pass over the file with the GIL held): libjpeg stops at its second scan.
+    for mode in ("RGB", "L"):
+        buffer = io.BytesIO()
+        Image.new(mode, (256, 256), 90).save(buffer, "JPEG")
+        many = repeated_last_scan(buffer.getvalue(), MAX_JPEG_SCANS * 4)
+        prescan.check_jpeg(many)
+        with Image.open(io.BytesIO(many)) as image, pytest.raises(OSError):
+            image.load()
+
+
+def test_a_sequential_jpeg_whose_first_scan_leaves_components_out_is_counted() -> None:
+    # Non-interleaved: the decoder reads one scan per component, so more scans are counted.
+    data = hostile.jpeg_bytes((64, 48))
+    sos = data.index(b"\xff\xda")
+    length = int.from_bytes(data[sos + 2 : sos + 4], "big")
+    one_component = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00"
+    data = data[:sos] + one_component + data[sos + 2 + length :]
+    with pytest.raises(SourceTooLarge, match="scans"):
+        prescan.check_jpeg(repeated_last_scan(data, MAX_JPEG_SCANS))
+
+
 def test_jpeg_scans_inside_metadata_do_not_count() -> None:
     # An EXIF thumbnail (a whole JPEG) sits before the first scan: its FF DA is not a scan of ours.
     thumbnail = hostile.jpeg_scans(MAX_JPEG_SCANS, (64, 48))[:60_000]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any
 
 from PIL import Image
 
@@ -76,7 +78,10 @@ def encode(image: Image.Image, fmt: str, quality: int | None = None) -> tuple[by
     from the source) is cleared first, so Pillow's writers cannot copy any of it.
     """
     image.info = {}
-    buffer = io.BytesIO()
+    return _written(lambda buffer: _save(image, fmt, quality, buffer)), MEDIA_TYPES[fmt]
+
+
+def _save(image: Image.Image, fmt: str, quality: int | None, buffer: IO[bytes]) -> None:
     if fmt == "jpeg":
         pixels = image.width * image.height
         progressive = pixels >= PROGRESSIVE_MIN_PIXELS
@@ -98,7 +103,6 @@ def encode(image: Image.Image, fmt: str, quality: int | None = None) -> tuple[by
         _binary_alpha(image).save(buffer, "GIF", optimize=False)
     else:  # pragma: no cover - options.py only lets known formats through
         raise ValueError(f"unknown output format {fmt!r}")
-    return buffer.getvalue(), MEDIA_TYPES[fmt]
 
 
 def encode_animation(
@@ -128,10 +132,29 @@ def encode_animation(
         options.update(compress_level=PNG_COMPRESS_LEVEL)
     else:  # pragma: no cover - pipeline only animates into ANIMATED_KINDS
         raise ValueError(f"{fmt!r} cannot hold an animation")
-    buffer = io.BytesIO()
-    frames[0].save(buffer, fmt.upper(), **options)
-    data = buffer.getvalue()
+    data = _written(lambda buffer: frames[0].save(buffer, fmt.upper(), **options))
     return (zero_timestamps(data) if fmt == "avif" else data), MEDIA_TYPES[fmt]
+
+
+def _written(save: Callable[[IO[bytes]], None]) -> bytes:
+    """Run ``save`` on a file and return what it wrote.
+
+    Pillow's JPEG and GIF writers hold the GIL while they write into a Python buffer but let it
+    go while they write to a file descriptor; so where the system has anonymous in-memory files
+    (Linux's ``memfd_create``) the encoder writes into one, and the other render threads keep
+    running during the encode (docs/performance.md). Elsewhere, or where a sandbox forbids it,
+    an ``io.BytesIO``: the same bytes.
+    """
+    try:
+        fd = os.memfd_create("thumbsvc-encode", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        buffer = io.BytesIO()
+        save(buffer)
+        return buffer.getvalue()
+    with open(fd, "w+b") as file:
+        save(file)
+        file.seek(0)
+        return file.read()
 
 
 # ISOBMFF boxes that hold other boxes, on the way to the ones that carry timestamps.

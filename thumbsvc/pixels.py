@@ -94,9 +94,13 @@ def frame_bytes(frame: Image.Image, data: bytes) -> int:
 def resize_planar(image: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float]) -> Image.Image:
     """Resample luma with LANCZOS to ``size`` and chroma to half of it (every encoder this path
     serves keeps chroma at half resolution), then double each chroma sample, which the encoder's
-    2x2 averaging turns back into exactly that sample."""
-    # One plane at a time, so no more than one full-size plane exists beside the decoded image.
-    luma = image.getchannel(0).resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+    2x2 averaging turns back into exactly that sample.
+
+    Every full-size step releases the GIL, so another render thread keeps its core: luma is taken
+    with ``convert("L")`` (a plain copy of Y that runs outside the GIL, where ``getchannel`` holds
+    it) and the chroma planes are picked out only after the box-reduce has made them small.
+    """
+    luma = image.convert("L").resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
     half = ((size[0] + 1) // 2, (size[1] + 1) // 2)
     left, top, right, bottom = box
     # A chroma sample stands for two output pixels: for an odd size the grid reaches one pixel past the box.
@@ -113,10 +117,11 @@ def resize_planar(image: Image.Image, size: tuple[int, int], box: tuple[float, f
         (left + span[0]) / factor[0],
         (top + span[1]) / factor[1],
     )
+    # Reducing all three bands at once gives each band exactly what reducing it alone would.
+    reduced = image.reduce(factor) if factor != (1, 1) else image
     planes = []
     for band in (1, 2):
-        plane = image.getchannel(band)
-        plane = extend_edges(plane.reduce(factor) if factor != (1, 1) else plane, chroma_box)
+        plane = extend_edges(reduced.getchannel(band), chroma_box)
         plane = plane.resize(half, CHROMA_FILTER, box=chroma_box)
         plane = plane.resize((2 * half[0], 2 * half[1]), Image.Resampling.NEAREST)
         planes.append(plane if plane.size == size else plane.crop((0, 0, *size)))

@@ -70,6 +70,9 @@ _JPEG_METADATA = frozenset({*range(0xE0, 0xF0), 0xFE})  # APP0-APP15 and COM
 # Markers that Pillow reads with a length (the others stand alone).
 _JPEG_SEGMENTS = frozenset({*range(0xC0, 0xD0), *range(0xDA, 0xE0), *range(0xE0, 0xF0), 0xFE}) - {0xC8}
 _SOS = 0xDA
+# Frame headers (SOF0-SOF15 less DHT, JPG and DAC), and the progressive ones among them.
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
 _PNG_COMPRESSED = frozenset({b"zTXt", b"iTXt", b"iCCP"})
 _AVIF_CONTAINERS = frozenset({b"moov", b"trak", b"mdia", b"minf", b"stbl"})
 
@@ -95,13 +98,15 @@ def check(data: bytes, max_frames: int) -> None:
 
 
 def check_jpeg(data: bytes) -> None:
-    """Walk a JPEG's markers as Pillow will (up to the first scan), then count its scans.
+    """Walk a JPEG's markers as Pillow will (up to the first scan), then count its scans where the
+    decoder would read more than one.
 
     Raise ``SourceTooLarge`` past the marker, metadata, EXIF or scan budgets and
     ``UnprocessableSource`` past the stray-byte budget.
     """
     pos, size = 2, len(data)
     markers = metadata = exif = stray = 0
+    frame: tuple[int, int] | None = None  # the frame header's marker and component count
     while pos + 1 < size:
         # Stray bytes are skipped in C, but never past the budget (nor the GIL held over megabytes).
         window = min(size, pos + MAX_STRAY_BYTES - stray + 2)
@@ -130,8 +135,11 @@ def check_jpeg(data: bytes) -> None:
                 metadata += length
                 if marker == 0xE1 and data.startswith(b"Exif\0\0", pos + 4):
                     exif += length
+            if marker in _SOF and pos + 9 < size:
+                frame = (marker, data[pos + 9])
             if marker == _SOS:
-                _check_scans(data, pos)
+                if _may_have_more_scans(frame, data[pos + 4] if pos + 4 < size else 0):
+                    _check_scans(data, pos)
                 break
             pos += 4 + length
         if stray > MAX_STRAY_BYTES:
@@ -140,6 +148,17 @@ def check_jpeg(data: bytes) -> None:
             raise SourceTooLarge(f"JPEG metadata is over {MAX_JPEG_METADATA_BYTES} bytes")
         if exif > MAX_EXIF_BYTES:
             raise SourceTooLarge(f"JPEG EXIF is over {MAX_EXIF_BYTES} bytes")
+
+
+def _may_have_more_scans(frame: tuple[int, int] | None, components_in_first_scan: int) -> bool:
+    """Whether the decoder would read scans after the first: a progressive frame, or a sequential
+    one whose first scan leaves components out. Of a sequential JPEG whose first scan holds every
+    component, libjpeg refuses a second scan at once, so counting them (a pass over the whole file
+    with the GIL held) would buy nothing."""
+    if frame is None:
+        return True
+    marker, components = frame
+    return marker in _PROGRESSIVE_SOF or components_in_first_scan < components
 
 
 def _check_scans(data: bytes, first_scan: int) -> None:
