@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -319,13 +320,13 @@ def test_the_budget_is_on_by_default_and_read_from_the_environment() -> None:
 
 TRIM_SCRIPT = """
 import sys, threading
-from thumbsvc.memory import _malloc_trim, release_freed_memory
+from thumbsvc.memory import _libc, release_freed_memory
 
 def rss():
     with open("/proc/self/status") as handle:
         return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmRSS:"))
 
-if _malloc_trim() is None:
+if _libc("malloc_trim") is None:
     sys.exit(3)
 before = rss()
 held = []
@@ -355,3 +356,43 @@ def test_freed_memory_goes_back_to_the_kernel() -> None:
     kept, after_trim = (int(value) for value in result.stdout.split())
     assert kept > 16 * MIB, result.stdout  # the allocator keeps much of what was freed
     assert after_trim < 4 * MIB, result.stdout
+
+
+HEAPS_SCRIPT = """
+import ctypes, ctypes.util, sys, threading
+from thumbsvc.app import create_app
+from thumbsvc.config import Settings
+
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+if not hasattr(libc, "malloc_stats") or not hasattr(libc, "mallopt"):
+    sys.exit(3)
+create_app(Settings(keys=("heaps-key",)))
+together = threading.Barrier(4)
+
+def allocate():
+    together.wait()  # all four threads allocate at once, as render threads do
+    blocks = [bytearray(4000) for _ in range(200)]
+    together.wait()
+
+threads = [threading.Thread(target=allocate) for _ in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+libc.malloc_stats()  # one "Arena N:" paragraph per heap, on stderr
+"""
+
+
+@pytest.mark.parametrize(("environment", "one_heap"), [({}, True), ({"MALLOC_ARENA_MAX": "8"}, False)])
+def test_render_threads_share_one_malloc_heap_unless_the_environment_says_otherwise(
+    environment: dict[str, str], one_heap: bool
+) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("MALLOC_")}
+    result = subprocess.run(
+        [sys.executable, "-c", HEAPS_SCRIPT], cwd=REPO, env={**env, **environment}, capture_output=True, text=True
+    )
+    if result.returncode == 3:
+        pytest.skip("not glibc: no mallopt")
+    assert result.returncode == 0, result.stderr
+    heaps = result.stderr.count("Arena ")
+    assert (heaps == 1) if one_heap else (heaps > 1), result.stderr

@@ -28,7 +28,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from thumbsvc import decode
+from thumbsvc import decode, memory
 from thumbsvc.accesslog import AccessLog, record_of
 from thumbsvc.admission import Admission
 from thumbsvc.config import Settings
@@ -187,6 +187,7 @@ def create_app(
     """Given settings, return the ASGI application. ``clock`` times the caches' entries and
     ``wall_clock`` the URLs' ``exp:`` (tests pass clocks they move)."""
     decode.configure(settings.max_source_pixels)
+    memory.share_one_heap(os.environ)
     metrics = Metrics()
     thumbnailer = Thumbnailer(settings, metrics, clock=clock, wall_clock=wall_clock)
     admission = thumbnailer.admission
