@@ -49,6 +49,9 @@ def test_zeroing_leaves_anything_else_alone() -> None:
     assert zero_timestamps(garbage) == garbage
 
 
+ANIMATED = ("gif", "webp", "png", "avif")
+
+
 def gradient(size: tuple[int, int], mode: str) -> Image.Image:
     """A smooth image with detail in every band (an encoder's output depends on all of them)."""
     bands = [
@@ -75,14 +78,14 @@ def test_every_format_encodes_to_the_same_bytes_with_or_without_an_in_memory_fil
     ]
     with_memfd = [encode(image.copy(), fmt, 80) for image, fmt in cases]
     frames = [gradient((64, 48), "RGB").rotate(angle) for angle in (0, 90, 180)]
-    animations = [encode_animation([f.copy() for f in frames], [100] * 3, fmt, None, 0) for fmt in ("gif", "webp")]
+    animations = [encode_animation([f.copy() for f in frames], [100] * 3, fmt, None, 0) for fmt in ANIMATED]
 
     def forbidden(*args: object) -> int:
         raise PermissionError("memfd_create is not allowed here")
 
     monkeypatch.setattr(os, "memfd_create", forbidden, raising=False)
     assert [encode(image.copy(), fmt, 80) for image, fmt in cases] == with_memfd
-    again = [encode_animation([f.copy() for f in frames], [100] * 3, fmt, None, 0) for fmt in ("gif", "webp")]
+    again = [encode_animation([f.copy() for f in frames], [100] * 3, fmt, None, 0) for fmt in ANIMATED]
     assert again == animations
     for (data, media_type), (_, fmt) in zip(with_memfd, cases, strict=True):
         with Image.open(io.BytesIO(data)) as image:
