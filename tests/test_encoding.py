@@ -91,3 +91,13 @@ def test_every_format_encodes_to_the_same_bytes_with_or_without_an_in_memory_fil
         with Image.open(io.BytesIO(data)) as image:
             assert media_type == f"image/{fmt}"
             assert image.format == fmt.upper()
+
+
+def test_encoding_leaves_no_file_descriptor_open() -> None:
+    # Each encode opens an in-memory file: a leak would exhaust the process's descriptors.
+    image = gradient((320, 240), "RGB")
+    before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    for fmt in ("jpeg", "png", "webp", "gif") * 50:
+        encode(image.copy(), fmt, 80)
+    if before is not None:
+        assert len(os.listdir("/proc/self/fd")) <= before
