@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 from tests.helpers import decode, make_photo
 from tests.live import sample, serve_in_thread
 from tests.test_load import fetch_all, scrape
+from tests.test_memory import planned
 from thumbsvc import pipeline
 from thumbsvc.app import create_app
 from thumbsvc.client import URLSigner
@@ -175,6 +176,31 @@ def test_the_byte_bound_holds(client_factory: Callable[..., TestClient], signer:
     # Each source pushed the other out, so the third request decoded again.
     assert sample(text, "thumbsvc_decodes_total") == 3
     assert sample(text, "thumbsvc_cache_evictions_total", cache="decoded", reason="size") == 2
+
+
+@pytest.mark.parametrize("budgeted", [True, False])
+def test_a_kept_frame_makes_room_for_a_render_the_budget_would_not_fit_beside_it(
+    client_factory: Callable[..., TestClient], signer: URLSigner, media_root: Path, budgeted: bool
+) -> None:
+    # The budget charges a decode only while it runs; the frame kept for later sizes is memory
+    # too, and goes when a render would not fit beside it (without a budget, it stays).
+    landscape = (media_root / "photos" / "landscape.jpg").read_bytes()  # 1200x900
+    larger = make_photo((2000, 1500))
+    (media_root / "photos" / "larger.jpg").write_bytes(larger)
+    landscape_bytes = max(planned(landscape, make_options(width=w)).decode_bytes for w in (1200, 1100))
+    larger_bytes = planned(larger, make_options(width=1200)).decode_bytes
+    budget = landscape_bytes + FRAME_1200 + 100_000  # a landscape render fits beside its own kept frame
+    assert budget < larger_bytes  # ... the larger photo's decode does not
+    client = client_factory(decoded_cache_bytes=5 * FRAME_1200, render_memory_budget=budget if budgeted else 0)
+    for source, width in (("photos/landscape.jpg", 1200), ("photos/larger.jpg", 1200), ("photos/landscape.jpg", 1100)):
+        assert decode(client.get(signer.path(source, width=width)).content).width == width
+    text = metrics(client)
+    # With the budget, the landscape's frame made room for the larger decode (and the larger
+    # frame for its own render), so the landscape's second size decoded it again; without a
+    # budget, that size was served from the kept frame.
+    assert sample(text, "thumbsvc_decodes_total") == (3 if budgeted else 2)
+    assert sample(text, "thumbsvc_cache_evictions_total", cache="decoded", reason="memory") == (2 if budgeted else 0)
+    assert sample(text, "thumbsvc_cache_evictions_total", cache="decoded", reason="size") == 0
 
 
 def test_a_multi_picture_frame_counts_the_source_it_keeps_open(

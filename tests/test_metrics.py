@@ -82,7 +82,7 @@ def test_no_label_carries_a_path_a_host_or_a_url(client: TestClient, signer: URL
     assert values == {
         "thumbnail",
         *("2xx", "3xx", "4xx", "5xx"),
-        *("result", "source", "decoded", "refusal", "size", "ttl", "local", "remote"),
+        *("result", "source", "decoded", "refusal", "size", "ttl", "memory", "local", "remote"),
         *REJECT_REASONS,
     }
 

@@ -35,7 +35,7 @@ class TTLCache(Generic[V]):
 
     ``max_bytes`` of 0 (or a TTL of 0) turns the cache off. A value larger than the whole
     cache is not stored. Expired entries are dropped on the next access, oldest first.
-    ``on_evict(reason)`` is called with ``"size"`` or ``"ttl"`` for each entry dropped.
+    ``on_evict(reason)`` is called with ``"size"``, ``"ttl"`` or ``"memory"`` for each entry dropped.
     """
 
     def __init__(
@@ -90,6 +90,12 @@ class TTLCache(Generic[V]):
             self._discard(oldest)
             self._evicted("size")
         return True
+
+    def shrink_to(self, max_bytes: int, reason: str = "memory") -> None:
+        """Drop least recently used entries until the cache holds at most ``max_bytes``."""
+        while self._lru and self.bytes > max(0, max_bytes):
+            self._discard(next(iter(self._lru)))
+            self._evicted(reason)
 
     def clear(self) -> None:
         self._lru.clear()

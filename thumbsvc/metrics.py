@@ -125,7 +125,7 @@ class Metrics:
         )
         self.cache_evictions = Counter(
             "thumbsvc_cache_evictions_total",
-            "Entries dropped from a cache, by reason (size or ttl).",
+            "Entries dropped from a cache, by reason (size, ttl, or memory: to make room for a render).",
             ["cache", "reason"],
             registry=registry,
         )
@@ -185,7 +185,7 @@ class Metrics:
             self.flight_joins.labels(name)
             self.cache_bytes.labels(name)
             self.cache_entries.labels(name)
-            for reason in ("size", "ttl"):
+            for reason in ("size", "ttl", "memory"):
                 self.cache_evictions.labels(name, reason)
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)

@@ -375,6 +375,7 @@ class Thumbnailer:
         else:
             nbytes = job.decode_bytes
         run = self._timed(pipeline.run, record, decodes=job.decoded is None)
+        self._make_room(nbytes)
         await self.admission.run(run, job, pipeline.pixel_steps(job), nbytes=nbytes)
         assert record.render_s is not None
         self.metrics.render_seconds.observe(record.render_s)
@@ -402,6 +403,7 @@ class Thumbnailer:
 
         async def decode() -> Decoded:
             run = self._timed(pipeline.run, record, decodes=True, renders=False)
+            self._make_room(job.decode_bytes)
             await self.admission.run(run, job, (pipeline.decode,), nbytes=job.decode_bytes)
             assert job.decoded is not None
             self.decoded.put(key, job.decoded, job.decoded.nbytes + len(key) + DECODED_OVERHEAD_BYTES)
@@ -412,6 +414,15 @@ class Thumbnailer:
         if joined:
             self.metrics.flight_joins.labels("decoded").inc()
         return decoded
+
+    def _make_room(self, nbytes: int) -> None:
+        """Count the decoded frames kept for later sizes against the render memory budget: drop the
+        least recently used ones that a render of ``nbytes``, beside the renders running, leaves no
+        room for. The budget charges a shared decode only while it runs; the frame it keeps is
+        memory too (two 24 MP progressive decodes and a kept frame went past the budget)."""
+        budget = self.admission.memory
+        if budget.enabled and self.decoded.bytes:
+            self.decoded.shrink_to(budget.limit_bytes - budget.in_use - nbytes)
 
     def _timed(
         self, work: Callable[..., T], record: Record, *, decodes: bool, renders: bool = True
