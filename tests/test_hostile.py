@@ -23,6 +23,7 @@ import anyio.abc
 import httpx
 import pytest
 from PIL import Image
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from tests.helpers import REPO, TEST_KEY, decode, make_photo
@@ -35,6 +36,18 @@ from thumbsvc.sources import Sources
 from thumbsvc.sources.http import HttpSource
 
 MB = 1_000_000
+
+
+def loopback_app(settings: Settings) -> Starlette:
+    """The app with the network edge for tests: the same loader, sockets to loopback only."""
+    app = create_app(settings)
+    thumbnailer = app.state.thumbnailer
+    thumbnailer.sources = Sources(
+        thumbnailer.sources.local,
+        HttpSource(thumbnailer.sources.remote.policy, network_backend=LoopbackOnlyBackend()),
+        gate=thumbnailer.sources.gate,
+    )
+    return app
 
 
 def webp_canvas_bomb(width: int = 7000, height: int = 7000, frames: int = 3) -> bytes:
@@ -109,14 +122,7 @@ def stalled_world(
             render_slots=2,
             queue_size=2,
         )
-        app = create_app(settings)
-        thumbnailer = app.state.thumbnailer
-        # The network edge for tests: the same loader, sockets to loopback only.
-        thumbnailer.sources = Sources(
-            thumbnailer.sources.local,
-            HttpSource(thumbnailer.sources.remote.policy, network_backend=LoopbackOnlyBackend()),
-            gate=thumbnailer.sources.gate,
-        )
+        app = loopback_app(settings)
         with serve_in_thread(app) as base:
             try:
                 yield base, origin, other, stall, URLSigner(key=TEST_KEY)
@@ -209,13 +215,8 @@ def test_a_full_render_queue_refuses_before_fetching_or_probing(
             render_slots=1,
             queue_size=1,
         )
-        app = create_app(settings)
+        app = loopback_app(settings)
         thumbnailer = app.state.thumbnailer
-        thumbnailer.sources = Sources(
-            thumbnailer.sources.local,
-            HttpSource(thumbnailer.sources.remote.policy, network_backend=LoopbackOnlyBackend()),
-            gate=thumbnailer.sources.gate,
-        )
         signer = URLSigner(key=TEST_KEY)
         release = threading.Event()
         with TestClient(app) as client:

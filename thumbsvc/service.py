@@ -51,7 +51,7 @@ from thumbsvc.geometry import Planner
 from thumbsvc.memory import MemoryBudget
 from thumbsvc.metrics import Metrics
 from thumbsvc.options import RenderOptions
-from thumbsvc.pipeline import RENDER_VERSION, Decoded, Job
+from thumbsvc.pipeline import RENDER_VERSION, Decoded, Job, Step
 from thumbsvc.signing import PathSigner
 from thumbsvc.sources import FetchGate, SourceImage, Sources, is_remote, is_s3
 from thumbsvc.sources.local import LocalSource, lookup_path
@@ -375,8 +375,7 @@ class Thumbnailer:
         else:
             nbytes = job.decode_bytes
         run = self._timed(pipeline.run, record, decodes=job.decoded is None)
-        self._make_room(nbytes)
-        await self.admission.run(run, job, pipeline.pixel_steps(job), nbytes=nbytes)
+        await self._admit(run, job, pipeline.pixel_steps(job), nbytes)
         assert record.render_s is not None
         self.metrics.render_seconds.observe(record.render_s)
         return job.result
@@ -403,8 +402,7 @@ class Thumbnailer:
 
         async def decode() -> Decoded:
             run = self._timed(pipeline.run, record, decodes=True, renders=False)
-            self._make_room(job.decode_bytes)
-            await self.admission.run(run, job, (pipeline.decode,), nbytes=job.decode_bytes)
+            await self._admit(run, job, (pipeline.decode,), job.decode_bytes)
             assert job.decoded is not None
             self.decoded.put(key, job.decoded, job.decoded.nbytes + len(key) + DECODED_OVERHEAD_BYTES)
             self._sizes("decoded")
@@ -415,14 +413,18 @@ class Thumbnailer:
             self.metrics.flight_joins.labels("decoded").inc()
         return decoded
 
-    def _make_room(self, nbytes: int) -> None:
-        """Count the decoded frames kept for later sizes against the render memory budget: drop the
-        least recently used ones that a render of ``nbytes``, beside the renders running, leaves no
-        room for. The budget charges a shared decode only while it runs; the frame it keeps is
-        memory too (two 24 MP progressive decodes and a kept frame went past the budget)."""
+    async def _admit(self, run: Callable[..., Job], job: Job, steps: tuple[Step, ...], nbytes: int) -> None:
+        """Run ``steps`` of ``job`` through admission with ``nbytes`` of the memory budget.
+
+        The decoded frames kept for later sizes count against the budget first: the least recently
+        used ones that this render, beside the renders running, leaves no room for are dropped. The
+        budget charges a shared decode only while it runs; the frame it keeps is memory too (two
+        24 MP progressive decodes and a kept frame went past the budget).
+        """
         budget = self.admission.memory
         if budget.enabled and self.decoded.bytes:
             self.decoded.shrink_to(budget.limit_bytes - budget.in_use - nbytes)
+        await self.admission.run(run, job, steps, nbytes=nbytes)
 
     def _timed(
         self, work: Callable[..., T], record: Record, *, decodes: bool, renders: bool = True
