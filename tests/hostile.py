@@ -131,6 +131,14 @@ def jpeg_scans(repeats: int = 1000, size: tuple[int, int] = (2048, 2048)) -> byt
     return data[:end] + data[last:end] * repeats + data[end:]
 
 
+def jpeg_sequential_scans(repeats: int = 20_000, size: tuple[int, int] = (256, 256)) -> bytes:
+    """A sequential JPEG whose one scan is repeated: libjpeg refuses the second scan (not counted before)."""
+    data = jpeg_bytes(size, quality=50)
+    last = data.rindex(b"\xff\xda")
+    end = data.rindex(b"\xff\xd9")
+    return data[:end] + data[last:end] * repeats + data[end:]
+
+
 # GIF ------------------------------------------------------------------------------------------------------------
 
 GIF_HEADER = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
@@ -213,6 +221,7 @@ BUILDERS: dict[str, Callable[..., bytes]] = {
         jpeg_junk,
         jpeg_metadata,
         jpeg_scans,
+        jpeg_sequential_scans,
         gif_frames,
         gif_comment_blocks,
         gif_data_blocks,

@@ -496,6 +496,8 @@ PRE_DECODE = [
     ("junk-20MB.jpg", hostile.jpeg_junk, (20_000_000,), 422),
     # Progressive scan bomb: 1000 repeats of one scan in 41 KB, each a pass over 4 MP (2.3 s).
     ("scans-1000.jpg", hostile.jpeg_scans, (1000,), 413),
+    # The same repeat in a sequential JPEG: not counted (libjpeg stops at the second scan), refused at once.
+    ("sequential-scans-20k.jpg", hostile.jpeg_sequential_scans, (20_000,), 422),
     # 1.6 M GIF frames: counting them all took 3-5 s to reach the 413.
     ("frames-1.6M.gif", hostile.gif_frames, (1_600_000,), 413),
     # A comment of 10 M one-byte blocks read (and kept) at open; image data in one-byte blocks; stray bytes.
