@@ -195,12 +195,26 @@ def test_a_kept_frame_makes_room_for_a_render_the_budget_would_not_fit_beside_it
     for source, width in (("photos/landscape.jpg", 1200), ("photos/larger.jpg", 1200), ("photos/landscape.jpg", 1100)):
         assert decode(client.get(signer.path(source, width=width)).content).width == width
     text = metrics(client)
-    # With the budget, the landscape's frame made room for the larger decode (and the larger
-    # frame for its own render), so the landscape's second size decoded it again; without a
-    # budget, that size was served from the kept frame.
+    # With the budget, the landscape's frame made room for the larger decode, and the larger frame
+    # for the landscape's decode again (its second size missed); without a budget, that size was
+    # served from the kept frame.
     assert sample(text, "thumbsvc_decodes_total") == (3 if budgeted else 2)
     assert sample(text, "thumbsvc_cache_evictions_total", cache="decoded", reason="memory") == (2 if budgeted else 0)
     assert sample(text, "thumbsvc_cache_evictions_total", cache="decoded", reason="size") == 0
+
+
+def test_a_render_keeps_the_frame_it_works_from_however_short_the_budget(
+    client_factory: Callable[..., TestClient], signer: URLSigner
+) -> None:
+    # The frame a render works from is memory whether the cache keeps it or not: dropping it to
+    # make room would free nothing, and the photo's next size would decode it again (behind the
+    # render, in the queue) instead of sharing it.
+    client = client_factory(decoded_cache_bytes=2 * FRAME_1200, render_memory_budget=1)
+    for width in (1200, 1100, 1000):
+        assert decode(client.get(signer.path("photos/landscape.jpg", width=width)).content).width == width
+    text = metrics(client)
+    assert sample(text, "thumbsvc_decodes_total") == 1
+    assert sample(text, "thumbsvc_cache_evictions_total", cache="decoded", reason="memory") == 0
 
 
 def test_a_multi_picture_frame_counts_the_source_it_keeps_open(

@@ -91,11 +91,13 @@ class TTLCache(Generic[V]):
             self._evicted("size")
         return True
 
-    def shrink_to(self, max_bytes: int, reason: str = "memory") -> None:
-        """Drop least recently used entries until the cache holds at most ``max_bytes``."""
-        while self._lru and self.bytes > max(0, max_bytes):
-            self._discard(next(iter(self._lru)))
-            self._evicted(reason)
+    def shrink_to(self, max_bytes: int, *, keep: V | None = None) -> None:
+        """Drop least recently used entries, all but ``keep``, until the cache holds at most ``max_bytes``."""
+        for key in [key for key, entry in self._lru.items() if entry.value is not keep]:
+            if self.bytes <= max(0, max_bytes):
+                return
+            self._discard(key)
+            self._evicted("memory")
 
     def clear(self) -> None:
         self._lru.clear()

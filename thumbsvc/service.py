@@ -375,7 +375,7 @@ class Thumbnailer:
         else:
             nbytes = job.decode_bytes
         run = self._timed(pipeline.run, record, decodes=job.decoded is None)
-        await self._admit(run, job, pipeline.pixel_steps(job), nbytes)
+        await self._admit(run, job, pipeline.pixel_steps(job), nbytes, keep=job.decoded)
         assert record.render_s is not None
         self.metrics.render_seconds.observe(record.render_s)
         return job.result
@@ -413,17 +413,21 @@ class Thumbnailer:
             self.metrics.flight_joins.labels("decoded").inc()
         return decoded
 
-    async def _admit(self, run: Callable[..., Job], job: Job, steps: tuple[Step, ...], nbytes: int) -> None:
+    async def _admit(
+        self, run: Callable[..., Job], job: Job, steps: tuple[Step, ...], nbytes: int, *, keep: Decoded | None = None
+    ) -> None:
         """Run ``steps`` of ``job`` through admission with ``nbytes`` of the memory budget.
 
         The decoded frames kept for later sizes count against the budget first: the least recently
         used ones that this render, beside the renders running, leaves no room for are dropped. The
         budget charges a shared decode only while it runs; the frame it keeps is memory too (two
-        24 MP progressive decodes and a kept frame went past the budget).
+        24 MP progressive decodes and a kept frame went past the budget). ``keep``, the frame this
+        render works from, stays: dropping it would free nothing and make the photo's next size
+        decode again.
         """
         budget = self.admission.memory
         if budget.enabled and self.decoded.bytes:
-            self.decoded.shrink_to(budget.limit_bytes - budget.in_use - nbytes)
+            self.decoded.shrink_to(budget.limit_bytes - budget.in_use - nbytes, keep=keep)
         await self.admission.run(run, job, steps, nbytes=nbytes)
 
     def _timed(
