@@ -37,8 +37,9 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +76,12 @@ def stage_calls(jobs_file: str, tree: str, set_name: str, stage: str) -> list[Ca
 
 
 def app_calls(jobs: list[dict[str, Any]]) -> list[Callable[[], object]]:
-    """Return one call per job that asks the whole app (caches off) for its thumbnail over ASGI."""
-    import httpx
+    """Return one call per job that asks the whole app (caches off) for its thumbnail over ASGI.
 
+    The app runs as a server runs it: on one event loop (in a daemon thread) whose root task lives
+    as long as the process, so its worker threads are made once and reused. Each call is
+    one ASGI exchange, without an HTTP client: what is timed is the app's work, not a client's.
+    """
     from thumbsvc.app import create_app
     from thumbsvc.client import URLSigner
     from thumbsvc.config import Settings
@@ -90,17 +94,53 @@ def app_calls(jobs: list[dict[str, Any]]) -> list[Callable[[], object]]:
     settings = Settings(keys=(KEY,), media_root=str(root), cache_bytes=0, source_cache_bytes=0, decoded_cache_bytes=0)
     app = create_app(settings)
     loop = asyncio.new_event_loop()
-    lifespan = contextlib.AsyncExitStack()
-    loop.run_until_complete(lifespan.enter_async_context(app.router.lifespan_context(app)))
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
+    ready = threading.Event()
+
+    async def serve() -> None:
+        # The root task, as uvicorn's: the app's lifespan and worker threads live as long as it does.
+        async with app.router.lifespan_context(app):
+            ready.set()
+            await asyncio.Event().wait()
+
+    threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True).start()
+    ready.wait()
+
+    async def exchange(path: str) -> tuple[int, bytes]:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode("ascii"),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"127.0.0.1"), (b"accept", b"*/*")],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 80),
+        }
+        started: dict[str, Any] = {}
+        body = bytearray()
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                started.update(message)
+            elif message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
+
+        await app(scope, receive, send)
+        return started["status"], bytes(body)
+
+    def get(path: str) -> None:
+        status, body = asyncio.run_coroutine_threadsafe(exchange(path), loop).result()
+        if status != 200:
+            raise SystemExit(f"app answered {status} to {path}: {body[:200]!r}")
+
     signer = URLSigner(KEY)
-
-    def get(path: str, keep: object = lifespan) -> None:
-        # ``keep`` holds the app's lifespan open for as long as the calls live (the app drains when it closes).
-        response = loop.run_until_complete(client.get(path))
-        if response.status_code != 200:
-            raise SystemExit(f"app answered {response.status_code} to {path}: {response.text}")
-
     urls = [
         signer.path(
             str(p.relative_to(root)), width=j["width"], height=j["height"], fit=j["fit"], format="jpeg", quality=QUALITY
