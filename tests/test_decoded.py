@@ -315,29 +315,41 @@ def test_a_broken_source_is_not_held(
 
 
 @pytest.mark.parametrize(
-    ("size", "denominator"),
+    ("size", "eighths"),
     [
-        ((6000, 4000), 2),
-        ((3264, 2448), 2),
-        ((3008, 5344), 2),
-        ((8688, 5792), 4),
-        ((13000, 2000), 8),
-        ((3198, 2000), 1),
-        ((3199, 2000), 2),
-        ((3200, 2000), 2),
+        ((6000, 4000), 3),
+        ((3264, 2448), 4),
+        ((3008, 5344), 3),
+        ((8688, 5792), 2),
+        ((13000, 2000), 1),
+        ((3198, 2000), 1),  # 4/8 would keep 1599 px: nothing to share, its own 1/8
+        ((3199, 2000), 4),
+        ((4264, 2000), 4),  # 3/8 would keep 1599 px
+        ((4265, 2000), 3),
         ((1600, 1200), 1),
-        ((100, 100), 1),
+        ((100, 100), 8),  # 40 px from 100: no DCT scale leaves enough
     ],
 )
-def test_a_small_size_decodes_at_the_shared_scale_and_reduces(size: tuple[int, int], denominator: int) -> None:
+def test_a_small_size_decodes_at_the_shared_scale_and_reduces(size: tuple[int, int], eighths: int) -> None:
     # 40 px wide: the request's own scale is 1/8 wherever the source allows it.
     header = Header("JPEG", size, "RGB")
     layout = plan(size, make_options(width=40), max_output_px=4096)
     decoded, factor = decode_scale(header, layout)
-    assert decoded == min(denominator, 8) if denominator > 1 else decoded == 8 or max(size) < 640
-    assert -(-max(size) // decoded) >= MIN_SHARED_EDGE_PX or denominator == 1
-    assert decoded * factor in (1, 2, 4, 8)
-    assert decode_scale(Header("PNG", size, "RGB"), layout) == (1, 1)
+    assert decoded == eighths
+    assert factor == (eighths if eighths < 8 else 1)  # box-reduced to 1/8 (or, at full size, not at all)
+    if 1 < eighths < 8:
+        assert -(-max(size) * eighths // 8) >= MIN_SHARED_EDGE_PX  # the shared decode keeps 1600 px
+    assert decode_scale(Header("PNG", size, "RGB"), layout) == (8, 1)
+
+
+@pytest.mark.parametrize(("size", "width", "expected"), [((4608, 3456), 400, (3, 1)), ((3264, 2448), 400, (4, 2))])
+def test_a_reduce_from_the_shared_scale_never_passes_the_own_scale(
+    size: tuple[int, int], width: int, expected: tuple[int, int]
+) -> None:
+    # 400 px from 4608 asks for 2/8 of its own: from a 3/8 decode no whole factor reaches it, so the
+    # resample does it all; from 4/8 a factor of 2 does.
+    layout = plan(size, make_options(width=width), max_output_px=4096)
+    assert decode_scale(Header("JPEG", size, "RGB"), layout) == expected
 
 
 def test_a_render_error_after_the_decode_still_leaves_the_decode_for_the_others() -> None:
@@ -348,7 +360,7 @@ def test_a_render_error_after_the_decode_still_leaves_the_decode_for_the_others(
         pipeline.run(failing, pipeline.pixel_steps(failing))
     assert failing.decoded is not None
     other = pipeline.run(Job(data, make_options(width=90), limits), pipeline.HEADER_STEPS)
-    assert (other.denominator, other.planar) == (failing.denominator, failing.planar)  # the same decode
+    assert (other.eighths, other.planar) == (failing.eighths, failing.planar)  # the same decode
     other.decoded = failing.decoded
     assert decode(pipeline.run(other, pipeline.pixel_steps(other)).result.data).size == (90, 68)
 

@@ -91,7 +91,7 @@ def test_colours_of_a_known_picture(client: TestClient, signer: URLSigner, put: 
 def test_json_is_cheap_a_coarse_decode_never_a_full_one(corpus: Path) -> None:
     data = (corpus / "photos" / "lepton__slrhills.jpg").read_bytes()  # 4608x3456
     job = pipeline.run(pipeline.Job(data, make_options(width=1200, format="json"), Limits()), pipeline.HEADER_STEPS)
-    assert (job.denominator, job.factor) == (8, 1)  # 576 px wide: enough for a 100 px preview
+    assert (job.eighths, job.factor) == (1, 1)  # 576 px wide: enough for a 100 px preview
     assert job.plan.size[0] <= pipeline.FACTS_PREVIEW_PX
     assert job.output_plan is not None and job.output_plan.canvas == (1200, 900)
     image = pipeline.run(pipeline.Job(data, make_options(width=1200), Limits()), pipeline.HEADER_STEPS)

@@ -64,21 +64,22 @@ def test_coefficient_blocks_are_rounded_up_per_component() -> None:
 
 def test_a_baseline_jpeg_costs_its_decode_at_the_dct_scale() -> None:
     header = jpeg()
-    costs = [render_bytes(header, denominator=d, size=(150, 100)) for d in (1, 2, 4, 8)]
+    costs = [render_bytes(header, eighths=e, size=(150, 100)) for e in (8, 4, 3, 2, 1)]
     assert costs == sorted(costs, reverse=True)
-    # Full size: 4 bytes a pixel; at 1/2, a quarter of that.
+    # Full size: 4 bytes a pixel; at 4/8, a quarter of that; at 3/8, 9/64.
     assert 96 * MB <= costs[0] < 110 * MB
     assert 24 * MB <= costs[1] < 32 * MB
+    assert 13 * MB <= costs[2] < 20 * MB
 
 
 def test_a_progressive_jpeg_costs_its_coefficients_and_its_decode_at_every_scale() -> None:
     baseline, progressive = jpeg(), jpeg(progressive=True)
-    for denominator in (2, 4, 8):
-        extra = render_bytes(progressive, denominator=denominator, size=(150, 100)) - render_bytes(
-            baseline, denominator=denominator, size=(150, 100)
+    for eighths in (4, 3, 2, 1):
+        extra = render_bytes(progressive, eighths=eighths, size=(150, 100)) - render_bytes(
+            baseline, eighths=eighths, size=(150, 100)
         )
         assert 66 * MB <= extra <= 72 * MB  # the 72 MB buffer, less the resample work that comes after it
-    at_half = render_bytes(progressive, denominator=2, size=(1200, 800))
+    at_half = render_bytes(progressive, eighths=4, size=(1200, 800))
     assert at_half == 3 * MB + 72 * MB + 24 * MB
 
 
@@ -144,8 +145,8 @@ def planned(data: bytes, options: RenderOptions) -> Job:
 def test_a_request_is_estimated_at_the_scale_it_decodes_at(corpus: Path) -> None:
     data = (corpus / "photos" / "lepton__slrhills.jpg").read_bytes()  # 4608x3456 baseline
     job = planned(data, make_options(width=150, height=150, fit="cover"))
-    assert (job.denominator, job.factor) == (2, 4)  # the shared 1/2 decode, box-reduced to its own 1/8
-    assert job.finish_bytes < 6 * MB < 16 * MB < job.decode_bytes  # 576x432 reduced, against 2304x1728 decoded
+    assert (job.eighths, job.factor) == (3, 3)  # the shared 3/8 decode, box-reduced to its own 1/8
+    assert job.finish_bytes < 6 * MB < 8 * MB < job.decode_bytes  # 576x432 reduced, against 1728x1296 decoded
     wide = planned(data, make_options(width=1200))
     assert wide.finish_bytes > job.finish_bytes
 

@@ -1,13 +1,17 @@
 """The planar resample (thumbsvc/pixels.py): the way it takes planes out of the decoded image keeps
-the GIL free, and must give exactly what resampling each plane on its own gives."""
+the GIL free, and must give exactly what resampling each plane on its own gives; and the JPEG DCT
+scales the decoder is asked for, 3/8 included."""
 
 from __future__ import annotations
+
+import io
 
 import pytest
 from PIL import Image
 
+from tests.helpers import make_photo
 from thumbsvc.geometry import REDUCING_GAP
-from thumbsvc.pixels import CHROMA_FILTER, CHROMA_REDUCING_GAP, extend_edges, resize_planar
+from thumbsvc.pixels import CHROMA_FILTER, CHROMA_REDUCING_GAP, draft_at, extend_edges, resize_planar
 
 
 def plane_by_plane(image: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float]) -> Image.Image:
@@ -62,3 +66,31 @@ def test_the_planar_resample_equals_resampling_each_plane_alone(
     assert fast.mode == "YCbCr"
     assert fast.size == size
     assert fast.tobytes() == plane_by_plane(decoded, size, box).tobytes()
+
+
+@pytest.mark.parametrize("planar", [True, False])
+def test_a_jpeg_decodes_at_three_eighths(planar: bool) -> None:
+    # Pillow's draft offers 1/2^k only; libjpeg-turbo decodes at 3/8 when asked through the same decoder
+    # arguments. Odd sizes: the decoder pads its last block, ceil(size * 3/8).
+    data = make_photo((4801, 3203))
+    with Image.open(io.BytesIO(data)) as image:
+        assert draft_at(image, 3, planar=planar) == 0.375
+        image.load()
+        assert image.size == (1801, 1202)
+        assert image.mode == ("YCbCr" if planar else "RGB")
+        rgb = image.convert("RGB")
+    with Image.open(io.BytesIO(data)) as full:
+        reference = full.convert("RGB").resize((1801, 1202), Image.Resampling.BOX)
+    for x, y in ((450, 300), (1350, 300), (450, 900), (1350, 900)):  # each quadrant
+        assert all(abs(a - b) <= 6 for a, b in zip(rgb.getpixel((x, y)), reference.getpixel((x, y)), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("eighths", "scale", "size"),
+    [(8, 1.0, (4801, 3203)), (4, 0.5, (2401, 1602)), (2, 0.25, (1201, 801)), (1, 0.125, (601, 401))],
+)
+def test_the_other_scales_are_pillows_own(eighths: int, scale: float, size: tuple[int, int]) -> None:
+    with Image.open(io.BytesIO(make_photo((4801, 3203)))) as image:
+        assert draft_at(image, eighths, planar=True) == scale
+        image.load()
+        assert (image.size, image.mode) == (size, "YCbCr")

@@ -133,7 +133,7 @@ def coefficient_bytes(header: Header) -> int:
 def render_bytes(
     header: Header,
     *,
-    denominator: int = 1,
+    eighths: int = 8,
     size: tuple[int, int] | None = None,
     canvas: tuple[int, int] | None = None,
     kind: str = "jpeg",
@@ -145,18 +145,18 @@ def render_bytes(
 ) -> int:
     """Return the estimated peak bytes of one render.
 
-    ``denominator``: the JPEG DCT scale it decodes at (1, 2, 4, 8; ignored for other formats).
+    ``eighths``: the JPEG DCT scale it decodes at, in eighths of the source (1-4 or 8; ignored for other formats).
     ``size``: what the decoded image is resampled to, in stored orientation (default: not resampled).
     ``canvas``: the output size (default: ``size``). ``kind``: the output format. ``planar``: a
     JPEG decoded as YCbCr planes. ``frames``: output frames kept at once (an animation's count).
-    ``decodes``: False for a render from a frame decoded at ``denominator`` and held elsewhere (the
+    ``decodes``: False for a render from a frame decoded at ``eighths`` and held elsewhere (the
     decoded-source cache, which counts it in its own byte bound): no decoder state is charged.
     ``trim``: the render looks for borders (a preview and, for modes it cannot compare, a converted
     copy). ``copies``: output-sized copies made by the filters (blur, sharpen, gray, watermark).
     """
     width, height = header.size
-    scale = denominator if header.format in JPEG_FORMATS else 1
-    decoded_w, decoded_h = _ceil(width, scale), _ceil(height, scale)
+    eighths = eighths if header.format in JPEG_FORMATS else 8
+    decoded_w, decoded_h = _ceil(width * eighths, 8), _ceil(height * eighths, 8)
     decoded_px = decoded_w * decoded_h
     mode = "YCbCr" if planar else header.mode
     decoded = decoded_px * stored_bytes(mode)

@@ -98,17 +98,20 @@ __all__ = [
     "upright_size",
 ]
 
-# Decode JPEGs at the smallest DCT scale (1/2, 1/4, 1/8) that still leaves at least this
-# many source pixels per output pixel for the final resample. Measured (docs/decisions.md):
-# 1/2 keeps luma PSNR within 0.4 dB of a full decode down to 1.3 px left; 1/4 and 1/8
-# need 2 (1/8 is a DC-only decode, a box filter).
-DRAFT_MIN_RATIO = {8: 2.0, 4: 2.0, 2: 1.3}
+# JPEG DCT scales are counted in eighths of the source: libjpeg-turbo decodes at any M/8, and
+# these are the ones below full size that it computes fast (FULL_SCALE is 8/8).
+SCALES = (1, 2, 3, 4)  # coarsest first
+FULL_SCALE = 8
+# Decode JPEGs at the coarsest DCT scale that still leaves at least this many decoded pixels per
+# output pixel for the final resample. Measured (docs/decisions.md): 4/8 keeps luma PSNR within
+# 0.4 dB of a full decode down to 1.3 px left, and 3/8 as well; 2/8 and 1/8 need 2 (1/8 is a
+# DC-only decode, a box filter).
+DRAFT_MIN_RATIO = {1: 2.0, 2: 2.0, 3: 1.3, 4: 1.3}
 # A large JPEG is decoded at most this coarsely: the coarsest DCT scale that keeps this many pixels
 # on the long edge (enough, by the rule above, for outputs up to about 1200 px). Smaller outputs
 # box-reduce that decode by an integer factor, so the sizes of one photo a gallery page asks for
 # at once can share one decode (docs/performance.md measures the rule).
 MIN_SHARED_EDGE_PX = 1600
-DENOMINATORS = (8, 4, 2)  # the JPEG decoder's DCT scales below full size, coarsest first
 
 # Output kinds whose encoders keep chroma at half resolution in both directions.
 SUBSAMPLED_KINDS = frozenset({"jpeg", "webp", "avif"})
@@ -118,7 +121,7 @@ SUBSAMPLED_KINDS = frozenset({"jpeg", "webp", "avif"})
 FACTS_PREVIEW_PX = 100
 
 # Bump whenever a change to the pipeline changes its output: it is part of every ETag.
-RENDER_VERSION = "8"
+RENDER_VERSION = "9"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +135,10 @@ class Rendered:
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """A decoded still, in a working mode and stored orientation, at 1/``denominator``; never modified."""
+    """A decoded still, in a working mode and stored orientation, at ``eighths``/8 of the source; never modified."""
 
     frame: Image.Image
-    denominator: int
+    eighths: int  # the DCT scale it was decoded at (decode_scale)
     scale: float  # decoded pixels per source pixel, exactly (the decoder pads its last block)
     nbytes: int  # what holding it costs
 
@@ -166,7 +169,7 @@ class Job:
     layout: Plan | None = None  # the geometry the steps work to (f:json: the output's, shrunk to a preview)
     output_plan: Plan | None = None  # the output's own geometry
     base: tuple[int, int, int, int] | None = None  # what trim kept, in upright pixels (left, top, width, height)
-    denominator: int = 1  # JPEG DCT scale of the decode: 1, 2, 4 or 8
+    eighths: int = FULL_SCALE  # JPEG DCT scale of the decode, in eighths of the source: 1, 2, 3, 4 or 8
     factor: int = 1  # then box-reduced by this factor, to the request's own scale
     planar: bool = False  # decoded as YCbCr planes (see the module docstring)
     decode_bytes: int = 0  # memory estimate of the whole render
@@ -283,21 +286,20 @@ def plan(job: Job) -> None:
             # The box is found on the decode the image itself gets (so f:json's output size is the image's),
             # before any reduction; trim then sets the factor for what it kept.
             assert job.output_plan is not None
-            job.denominator, job.factor = decode_scale(header, job.output_plan)[0], 1
+            job.eighths, job.factor = decode_scale(header, job.output_plan)[0], 1
         elif job.facts:  # the coarsest decode that gives the preview: it shares nothing worth a finer one
-            denominator, factor = decode_scale(header, job.plan)
-            job.denominator, job.factor = denominator * factor, 1
+            job.eighths, job.factor = own_scale(header, job.plan), 1
         else:
-            job.denominator, job.factor = decode_scale(header, job.plan)
+            job.eighths, job.factor = decode_scale(header, job.plan)
     size = upright_size(job.plan.size, job.orientation)
     copies = sum(
         1 for wanted in (options.blur, options.sharpen, options.watermark, options.grayscale or None) if wanted
     )
 
-    def estimate(denominator: int, *, decodes: bool) -> int:
+    def estimate(eighths: int, *, decodes: bool) -> int:
         return memory.render_bytes(
             header,
-            denominator=denominator,
+            eighths=eighths,
             size=size,
             canvas=job.plan.canvas,
             kind=job.kind,
@@ -308,8 +310,8 @@ def plan(job: Job) -> None:
             copies=copies,
         )
 
-    job.decode_bytes = estimate(job.denominator, decodes=True)
-    job.finish_bytes = estimate(job.denominator * job.factor, decodes=False)
+    job.decode_bytes = estimate(job.eighths, decodes=True)
+    job.finish_bytes = estimate(job.eighths // job.factor, decodes=False)
 
 
 def set_plan(job: Job, layout: Plan) -> None:
@@ -371,21 +373,31 @@ HEADER_STEPS: tuple[Step, ...] = (probe, plan)
 
 
 def decode_scale(header: memory.Header, layout: Plan) -> tuple[int, int]:
-    """The one decode rule: given the source header and the plan, return ``(denominator, factor)``:
-    decode a JPEG at 1/denominator, then box-reduce by ``factor``.
+    """The one decode rule: given the source header and the plan, return ``(eighths, factor)``:
+    decode a JPEG at ``eighths``/8 of its size, then box-reduce by ``factor``.
 
-    The request's own scale is the coarsest DCT scale that leaves ``DRAFT_MIN_RATIO`` source pixels
-    per output pixel. A large JPEG is decoded no coarser than the shared scale (the coarsest that
-    keeps ``MIN_SHARED_EDGE_PX`` on the long edge) and box-reduced to its own from there: every size
-    a gallery asks for of one photo then needs the same decode. Other formats decode at full size.
+    The request's own scale (``own_scale``) is the coarsest DCT scale that leaves
+    ``DRAFT_MIN_RATIO`` decoded pixels per output pixel. A large JPEG is decoded no coarser than the
+    shared scale (the coarsest that keeps ``MIN_SHARED_EDGE_PX`` on the long edge) and box-reduced
+    towards its own from there by the largest whole factor that stays at or above it: every size a
+    gallery asks for of one photo then needs the same decode. Other formats decode at full size.
     """
+    own = own_scale(header, layout)
+    if own == FULL_SCALE:
+        return FULL_SCALE, 1
+    long_edge = max(header.size)
+    shared = next((e for e in SCALES if -(-long_edge * e // FULL_SCALE) >= MIN_SHARED_EDGE_PX), FULL_SCALE)
+    eighths = max(own, shared) if shared < FULL_SCALE else own
+    return eighths, eighths // own
+
+
+def own_scale(header: memory.Header, layout: Plan) -> int:
+    """The coarsest DCT scale, in eighths, at which a JPEG still leaves ``DRAFT_MIN_RATIO`` decoded
+    pixels per output pixel of ``layout``; full size (8) for other formats."""
     if header.format not in memory.JPEG_FORMATS:
-        return 1, 1
+        return FULL_SCALE
     ratio = 1.0 / layout.scale  # source pixels per output pixel
-    own = next((d for d, min_ratio in DRAFT_MIN_RATIO.items() if ratio / d >= min_ratio), 1)
-    shared = next((d for d in DENOMINATORS if -(-max(header.size) // d) >= MIN_SHARED_EDGE_PX), 1)
-    denominator = min(own, shared) if shared > 1 else own
-    return denominator, own // denominator
+    return next((e for e in SCALES if ratio * e / FULL_SCALE >= DRAFT_MIN_RATIO[e]), FULL_SCALE)
 
 
 # ---- pixel steps ----
@@ -396,10 +408,10 @@ def decode(job: Job) -> None:
     if job.decoded is None:
         image = job.opened
         with pillow_errors():
-            scale = draft_at(image, job.denominator, planar=job.planar)
+            scale = draft_at(image, job.eighths, planar=job.planar)
             image.load()
             frame = color.normalise_mode(image)
-        job.decoded = Decoded(frame, job.denominator, scale, frame_bytes(frame, job.data))
+        job.decoded = Decoded(frame, job.eighths, scale, frame_bytes(frame, job.data))
     job.pixels = job.decoded.frame
     job.scale = job.decoded.scale
 
@@ -429,8 +441,7 @@ def trim(job: Job) -> None:
     set_plan(job, layout_of(job, base=job.base))
     if job.header is not None:
         # Reduce the decode to the scale what was kept needs, never coarser than it was decoded at.
-        denominator, factor = decode_scale(job.header, job.plan)
-        job.factor = max(1, denominator * factor // job.denominator)
+        job.factor = max(1, job.eighths // own_scale(job.header, job.plan))
 
 
 def reduce(job: Job) -> None:

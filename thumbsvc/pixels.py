@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, ImageFile
 
 from thumbsvc.encoding import ALPHA_FORMATS
 from thumbsvc.geometry import REDUCING_GAP, Plan
@@ -17,6 +17,9 @@ from thumbsvc.options import RenderOptions
 # to half the output size with CHROMA_FILTER.
 CHROMA_REDUCING_GAP = 1.25
 CHROMA_FILTER = Image.Resampling.BICUBIC
+
+# A decode at full size, in eighths (pipeline.SCALES).
+FULL_EIGHTHS = 8
 
 # Adobe APP14 transform 0: the three components are R, G, B, not Y, Cb, Cr.
 ADOBE_RGB_TRANSFORM = 0
@@ -71,16 +74,39 @@ def codes_ycbcr(image: Image.Image) -> bool:
     return tuple(layer[0] for layer in layers) != RGB_COMPONENT_IDS
 
 
-def draft_at(image: Image.Image, denominator: int, *, planar: bool = False) -> float:
-    """Let the JPEG decoder scale by 1/``denominator`` (and with ``planar`` hand over YCbCr); return the scale."""
-    if image.format not in JPEG_FORMATS or (denominator == 1 and not planar):
+def draft_at(image: Image.Image, eighths: int, *, planar: bool = False) -> float:
+    """Let the JPEG decoder scale to ``eighths``/8 (and with ``planar`` hand over YCbCr); return the scale."""
+    if image.format not in JPEG_FORMATS or (eighths == FULL_EIGHTHS and not planar):
         return 1.0
     width, height = image.size
-    # Pillow picks the largest scale whose result is at least the size asked for.
+    # Pillow's draft offers 1/1, 1/2, 1/4 and 1/8 (it picks the largest scale whose result is at least
+    # the size asked for); 3/8 is asked for as 1/2 and then changed below.
+    denominator = 2 if eighths == 3 else FULL_EIGHTHS // eighths
     size = (max(1, width // denominator), max(1, height // denominator)) if denominator > 1 else None
     drafted = image.draft("YCbCr" if planar else image.mode, size)
+    if drafted is None:
+        return 1.0
+    if eighths == 3:
+        _decode_at_three_eighths(image, (width, height))
+        return 3 / FULL_EIGHTHS
     # Pillow answers with the source's extent in decoded pixels: (0, 0, width / scale, height / scale).
-    return drafted[1][2] / width if drafted is not None else 1.0
+    return drafted[1][2] / width
+
+
+def _decode_at_three_eighths(image: Image.Image, size: tuple[int, int]) -> None:
+    """Make a drafted JPEG decode at 3/8 of ``size``.
+
+    libjpeg-turbo scales by any M/8, where Pillow's draft offers 1/2^k: Pillow hands its decoder a
+    denominator (``decoderconfig``) that libjpeg reads as the scale 1/denominator and rounds up to
+    the next eighth, so 3 gives 3/8 (1/3 rounded up). The decoder writes ``ceil(size * 3/8)``
+    pixels, which the image's size and tile must say, as draft's own do for its scales.
+    """
+    assert isinstance(image, ImageFile.ImageFile) and len(image.tile) == 1
+    width, height = (-(-side * 3 // FULL_EIGHTHS) for side in size)
+    tile = image.tile[0]
+    image.tile = [ImageFile._Tile(tile.codec_name, (0, 0, width, height), tile.offset, tile.args)]
+    image._size = (width, height)
+    image.decoderconfig = (3, 0)
 
 
 def frame_bytes(frame: Image.Image, data: bytes) -> int:

@@ -393,7 +393,7 @@ class Thumbnailer:
         """The decode step's output for this job: cached, shared with a decode in flight, or decoded now."""
         # The reference too: the cache serves the sizes of one source as they are asked for, not every
         # copy of the same bytes under other names.
-        key = f"{job.denominator}|{'YCbCr' if job.planar else '-'}|{source.validator}|{ref}"
+        key = f"{job.eighths}|{'YCbCr' if job.planar else '-'}|{source.validator}|{ref}"
         cached = self.decoded.get(key)
         if cached is not None:
             self.metrics.cache_hits.labels("decoded").inc()
