@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
+from PIL import Image
 from prometheus_client import generate_latest
 from starlette.testclient import TestClient
 
@@ -281,7 +282,7 @@ def test_a_render_larger_than_the_budget_runs_alone() -> None:
     run(main)
 
 
-def test_a_large_render_runs_alone_and_hands_its_memory_back() -> None:
+def test_a_large_render_runs_alone() -> None:
     admission = make(slots=2, queue_size=2, memory_budget=100)
     seen: list[int] = []
 
@@ -290,12 +291,38 @@ def test_a_large_render_runs_alone_and_hands_its_memory_back() -> None:
         return value.upper()
 
     async def main() -> None:
-        # Estimated at TRIM_MIN_BYTES: afterwards the freed heap goes back to the kernel (malloc_trim).
         assert await admission.run(work, "large", nbytes=TRIM_MIN_BYTES) == "LARGE"
         assert admission.memory.in_use == 0
 
     run(main)
     assert seen == [TRIM_MIN_BYTES]
+
+
+def test_the_heap_a_large_render_freed_goes_back_once_no_render_runs() -> None:
+    admission = make(slots=2, queue_size=2)
+    gate = Gate()
+
+    def trims() -> float:
+        return sample(scrape(admission), "thumbsvc_memory_trims_total")
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(admission.trim_when_idle, 0.01)
+            await admission.run(str.upper, "small", nbytes=TRIM_MIN_BYTES - 1)
+            await anyio.sleep(0.1)
+            assert trims() == 0  # a small render leaves nothing worth handing back
+            # A large render, and another render still running after it: the heap is kept for it.
+            tg.start_soon(partial(admission.run, gate, "running", nbytes=1))
+            await gate.wait_started()
+            await admission.run(str.upper, "large", nbytes=TRIM_MIN_BYTES)
+            await anyio.sleep(0.1)
+            assert trims() == 0 and admission.memory.untrimmed
+            gate.release()
+            await until(lambda: trims() == 1)
+            assert not admission.memory.untrimmed
+            tg.cancel_scope.cancel()
+
+    run(main)
 
 
 def test_a_memory_wait_is_bounded_by_the_deadline() -> None:
@@ -362,6 +389,20 @@ def test_a_memory_budget_smaller_than_every_render_still_renders_one_at_a_time(
     (media_root / "notes.jpg").write_bytes(b"not an image at all")
     assert client.get(signer.path("notes.jpg", width=120)).status_code == 415
     assert sample(client.get("/metrics").text, "thumbsvc_renders_total") == 1
+
+
+def test_the_app_hands_a_large_renders_heap_back_once_idle(
+    client_factory: Callable[..., TestClient], signer: URLSigner, media_root: Path
+) -> None:
+    # 4200x4000 RGBA PNG: estimated at 8 bytes a source pixel and more, over TRIM_MIN_BYTES.
+    Image.new("RGBA", (4200, 4000), (200, 40, 40, 255)).save(media_root / "large.png", compress_level=1)
+    client = client_factory()
+    response = client.get(signer.path("large.png", width=100))
+    assert response.status_code == 200 and decode(response.content).size == (100, 95)
+    deadline = time.monotonic() + 10
+    while sample(client.get("/metrics").text, "thumbsvc_memory_trims_total") != 1:
+        assert time.monotonic() < deadline, "no trim within 10 s of the last render"
+        time.sleep(0.05)
 
 
 def test_sigterm_marks_draining_and_reaches_the_servers_handler_after_the_delay() -> None:

@@ -25,7 +25,7 @@ import anyio.to_thread
 from anyio import CapacityLimiter
 
 from thumbsvc.errors import Overloaded
-from thumbsvc.memory import MemoryBudget
+from thumbsvc.memory import MemoryBudget, release_freed_memory
 from thumbsvc.metrics import Metrics
 
 T = TypeVar("T")
@@ -33,6 +33,8 @@ Ts = TypeVarTuple("Ts")
 
 # readyz turns not-ready when the queue beyond the slots is fuller than this.
 READY_QUEUE_FRACTION = 0.8
+# After a large render, the process hands its freed heap back once no render has run for this long.
+IDLE_TRIM_S = 1.0
 # Weight of the latest render in the moving average that predicts queue waits.
 RENDER_TIME_WEIGHT = 0.2
 
@@ -60,11 +62,13 @@ class Admission:
         self.retry_after_s = retry_after_s
         self.limiter = CapacityLimiter(slots)
         self._threads = CapacityLimiter(slots)
+        self._trimmer = CapacityLimiter(1)
         self.admitted = 0  # holding a place: waiting for a slot, or rendering
         self.active = 0  # holding a render slot
         self.draining = False  # readyz says not ready; requests are still served
         self.closed = False  # shutting down: new requests are refused
         self._render_s: float | None = None  # moving average of recent render times
+        self._ended = clock()  # when the latest render ended
 
     @property
     def capacity(self) -> int:
@@ -112,10 +116,11 @@ class Admission:
             self._changed()
             began = self.clock()
             try:
-                work = self.memory.trimmed(partial(func, *args), nbytes)
-                return await anyio.to_thread.run_sync(work, limiter=self._threads)
+                return await anyio.to_thread.run_sync(partial(func, *args), limiter=self._threads)
             finally:
-                self._observe_render(self.clock() - began)
+                self._ended = self.clock()
+                self._observe_render(self._ended - began)
+                self.memory.rendered(nbytes)
                 self.active -= 1
                 self.limiter.release()
                 self._changed()
@@ -160,6 +165,21 @@ class Admission:
         if ahead <= 0 or self._render_s is None:
             return 0.0
         return ahead / self.slots * self._render_s
+
+    async def trim_when_idle(self, idle_s: float = IDLE_TRIM_S) -> None:
+        """Run for the app's lifetime: once no render has run for ``idle_s`` after a large one, hand
+        the heap it freed back to the kernel (``release_freed_memory``, in a thread of its own).
+
+        Trimming right after every large render made the next render fault its pages in again
+        (about 1 ms a W1 thumbnail, docs/decisions.md): a busy process keeps its heap for the next
+        render, an idle one gives it back.
+        """
+        while True:
+            await anyio.sleep(idle_s)
+            if self.memory.untrimmed and self.active == 0 and self.clock() - self._ended >= idle_s:
+                self.memory.untrimmed = False
+                await anyio.to_thread.run_sync(release_freed_memory, limiter=self._trimmer)
+                self.metrics.memory_trims.inc()
 
     def _observe_render(self, seconds: float) -> None:
         previous = self._render_s

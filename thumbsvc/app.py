@@ -198,7 +198,12 @@ def create_app(
         metrics.forget_dead_workers()
         restore_signal = drain_on_sigterm(admission, settings.drain_delay_s)
         try:
-            yield
+            async with anyio.create_task_group() as background:
+                background.start_soon(admission.trim_when_idle)
+                try:
+                    yield
+                finally:
+                    background.cancel_scope.cancel()
         finally:
             # The server has stopped taking connections and waited for the requests in flight.
             admission.draining = admission.closed = True

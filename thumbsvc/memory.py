@@ -5,7 +5,7 @@
 deadline, until it fits beside those running. A render whose estimate is over the hard ceiling
 (``THUMBSVC_MAX_RENDER_MEMORY``) is refused with 413 before anything is decoded (the service
 checks it after the pipeline's header steps). ``release_freed_memory`` hands what glibc keeps
-after a large render back to the kernel.
+after a large render back to the kernel (when the process is idle: ``Admission.trim_when_idle``).
 
 The estimate (``render_bytes``) follows where the bytes go (docs/operations.md, "Memory"); each
 figure was measured as the peak resident-set growth of one render in a fresh process, and
@@ -78,7 +78,7 @@ OUTPUT_ALPHA_BYTES = {"webp": 28, "avif": 16}
 DEFAULT_OUTPUT_BYTES = 8
 KEPT_FRAME_BYTES = 7  # per pixel of every output frame of an animation, encoder included
 FIXED_BYTES = 3_000_000  # decoder and encoder state, row buffers, objects
-# After a render estimated at this many bytes or more, freed heap pages go back to the kernel at once.
+# After a render estimated at this many bytes or more, freed heap pages go back to the kernel once idle.
 TRIM_MIN_BYTES = 64_000_000
 
 
@@ -211,6 +211,7 @@ class MemoryBudget:
     def __init__(self, limit_bytes: int, *, trim_min_bytes: int = TRIM_MIN_BYTES) -> None:
         self.limit_bytes = limit_bytes
         self.trim_min_bytes = trim_min_bytes
+        self.untrimmed = False  # a large render has freed heap since the last release_freed_memory
         self.in_use = 0
         self._waiters: deque[tuple[int, anyio.Event]] = deque()
 
@@ -243,19 +244,11 @@ class MemoryBudget:
         self.in_use -= nbytes
         self._grant()
 
-    def trimmed(self, work: Callable[[], T], nbytes: int) -> Callable[[], T]:
-        """Given blocking work estimated at ``nbytes``, return it followed by ``release_freed_memory``
-        when it was large enough to leave hundreds of MB in glibc's heaps (run it in the worker thread)."""
-        if nbytes < self.trim_min_bytes:
-            return work
-
-        def run() -> T:
-            try:
-                return work()
-            finally:
-                release_freed_memory()
-
-        return run
+    def rendered(self, nbytes: int) -> None:
+        """Note that a render estimated at ``nbytes`` has finished: a large one leaves hundreds of MB of
+        freed heap, for ``Admission.trim_when_idle`` to hand back once the process is idle."""
+        if nbytes >= self.trim_min_bytes:
+            self.untrimmed = True
 
     def _grant(self) -> None:
         while self._waiters and self._fits(self._waiters[0][0]):

@@ -101,6 +101,11 @@ class Metrics:
             "Source images decoded (a render from a cached or shared decode is not one).",
             registry=registry,
         )
+        self.memory_trims = Counter(
+            "thumbsvc_memory_trims_total",
+            "Times the heap freed by large renders went back to the kernel, once idle.",
+            registry=registry,
+        )
         self.render_seconds = Histogram(
             "thumbsvc_render_seconds",
             "Pixel work of one render (decode, resize, encode) in its worker thread.",
