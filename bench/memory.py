@@ -4,9 +4,9 @@ For each photo set and each server (this checkout, and every ``--alt``), a fresh
 server (``--slots`` render threads, on 127.0.0.1) gets ``--clients`` client threads asking for
 every photo at every size, ``--passes`` times (each pass one pixel wider, so every request
 renders); the process's resident set is sampled every 10 ms. Reported per run: peak (VmHWM),
-median and resting resident set, the idle size before, renders/s and every status (each 200 must
-decode to the asked width). ``--repeat`` runs every server several times, interleaved, because
-the peak moves with what glibc keeps per thread.
+median, the resident set right after the last response and after 2 s idle, the idle size
+before, renders/s and every status (each 200 must decode to the asked width). ``--repeat`` runs
+every server several times, interleaved, because the peak moves with what glibc keeps.
 
 ``--caches off`` (the default) turns the result, source and decoded-source caches off, so what is
 measured is the renders; ``--caches default`` leaves every setting at its default (what issue 16's
@@ -36,6 +36,9 @@ from bench.lib.httpbench import CACHES_OFF
 from bench.lib.photos import photo_set
 from bench.lib.procs import machine_info, status_kib, tree_commit
 from bench.lib.servers import KEY, ThumbsvcServer
+
+# After the last response: the resident set then, and again after this long idle.
+RESTED_S = 2.0
 
 
 def media_for(photos: list[Path]) -> tuple[Path, list[str]]:
@@ -103,6 +106,9 @@ def run_once(
         time.sleep(0.5)
         done.set()
         sampler.join()
+        end_kib = status_kib(pid, "VmRSS")
+        # The server hands a large render's freed heap back once it has been idle for a second.
+        time.sleep(RESTED_S)
         return {
             "server": name,
             "requests": len(jobs),
@@ -112,7 +118,8 @@ def run_once(
             "idle_rss_mib": round(idle_kib / 1024, 1),
             "peak_rss_mib": round(status_kib(pid, "VmHWM") / 1024, 1),
             "median_rss_mib": round(statistics.median(samples) / 1024, 1) if samples else None,
-            "end_rss_mib": round(status_kib(pid, "VmRSS") / 1024, 1),
+            "end_rss_mib": round(end_kib / 1024, 1),
+            "rested_rss_mib": round(status_kib(pid, "VmRSS") / 1024, 1),
         }
     finally:
         server.stop()
@@ -155,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs[name].append(run)
                 print(
                     f"[{set_name}] {name:16} peak {run['peak_rss_mib']:6.1f} MiB  median {run['median_rss_mib']}  "
-                    f"idle {run['idle_rss_mib']} -> end {run['end_rss_mib']} MiB  {run['renders_per_s']} renders/s  "
+                    f"idle {run['idle_rss_mib']} -> end {run['end_rss_mib']} -> rested {run['rested_rss_mib']} MiB  "
+                    f"{run['renders_per_s']} renders/s  "
                     f"{run['statuses']}",
                     flush=True,
                 )
@@ -163,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             key = f"{set_name}.{name}"
             result.add(f"{key}.peak_rss_mib", [r["peak_rss_mib"] for r in series], "MiB", "lower")
             result.add(f"{key}.end_rss_mib", [r["end_rss_mib"] for r in series], "MiB", "lower")
+            result.add(f"{key}.rested_rss_mib", [r["rested_rss_mib"] for r in series], "MiB", "lower")
             result.add(f"{key}.renders_per_s", [r["renders_per_s"] for r in series], "renders/s", "higher")
             result.add(
                 f"{key}.not_200",
