@@ -67,6 +67,7 @@ _STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;1
 # Modes the pipeline works in; anything else is converted first (color.normalise_mode).
 WORKING_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK", "YCbCr"})
 COEFFICIENT_BLOCK_BYTES = 128  # 64 DCT coefficients of 2 bytes
+FULL_SCALE = 8  # a JPEG decoded at full size: DCT scales are counted in eighths of the source
 # Per source pixel, beside the decoded image.
 WEBP_DECODER_BYTES = 8  # two RGBA canvases, alive while the image is open
 WEBP_FRAME_COPY_BYTES = 5  # the frame handed over as ``bytes`` while Pillow copies it in; lossless: more
@@ -133,7 +134,7 @@ def coefficient_bytes(header: Header) -> int:
 def render_bytes(
     header: Header,
     *,
-    eighths: int = 8,
+    eighths: int = FULL_SCALE,
     size: tuple[int, int] | None = None,
     canvas: tuple[int, int] | None = None,
     kind: str = "jpeg",
@@ -155,8 +156,8 @@ def render_bytes(
     copy). ``copies``: output-sized copies made by the filters (blur, sharpen, gray, watermark).
     """
     width, height = header.size
-    eighths = eighths if header.format in JPEG_FORMATS else 8
-    decoded_w, decoded_h = _ceil(width * eighths, 8), _ceil(height * eighths, 8)
+    eighths = eighths if header.format in JPEG_FORMATS else FULL_SCALE
+    decoded_w, decoded_h = _ceil(width * eighths, FULL_SCALE), _ceil(height * eighths, FULL_SCALE)
     decoded_px = decoded_w * decoded_h
     mode = "YCbCr" if planar else header.mode
     decoded = decoded_px * stored_bytes(mode)

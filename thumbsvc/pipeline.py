@@ -98,14 +98,13 @@ __all__ = [
     "upright_size",
 ]
 
-# JPEG DCT scales are counted in eighths of the source: libjpeg-turbo decodes at any M/8, and
-# these are the ones below full size that it computes fast (FULL_SCALE is 8/8).
-SCALES = (1, 2, 3, 4)  # coarsest first
-FULL_SCALE = 8
+# JPEG DCT scales below full size (memory.FULL_SCALE, 8/8), in eighths of the source, coarsest first:
+# libjpeg-turbo decodes at any M/8, these are the ones a thumbnail needs.
+SCALES = (1, 2, 3, 4)
 # Decode JPEGs at the coarsest DCT scale that still leaves at least this many decoded pixels per
 # output pixel for the final resample. Measured (docs/decisions.md): 4/8 keeps luma PSNR within
-# 0.4 dB of a full decode down to 1.3 px left, and 3/8 as well; 2/8 and 1/8 need 2 (1/8 is a
-# DC-only decode, a box filter).
+# 0.4 dB of a full decode down to 1.3 px left; 3/8 has the same bound (on W1 its outputs are within
+# 0.5 dB of 4/8's, "Session 5"); 2/8 and 1/8 need 2 (1/8 is a DC-only decode, a box filter).
 DRAFT_MIN_RATIO = {1: 2.0, 2: 2.0, 3: 1.3, 4: 1.3}
 # A large JPEG is decoded at most this coarsely: the coarsest DCT scale that keeps this many pixels
 # on the long edge (enough, by the rule above, for outputs up to about 1200 px). Smaller outputs
@@ -169,7 +168,7 @@ class Job:
     layout: Plan | None = None  # the geometry the steps work to (f:json: the output's, shrunk to a preview)
     output_plan: Plan | None = None  # the output's own geometry
     base: tuple[int, int, int, int] | None = None  # what trim kept, in upright pixels (left, top, width, height)
-    eighths: int = FULL_SCALE  # JPEG DCT scale of the decode, in eighths of the source: 1, 2, 3, 4 or 8
+    eighths: int = memory.FULL_SCALE  # JPEG DCT scale of the decode, in eighths of the source: 1, 2, 3, 4 or 8
     factor: int = 1  # then box-reduced by this factor, to the request's own scale
     planar: bool = False  # decoded as YCbCr planes (see the module docstring)
     decode_bytes: int = 0  # memory estimate of the whole render
@@ -382,12 +381,13 @@ def decode_scale(header: memory.Header, layout: Plan) -> tuple[int, int]:
     towards its own from there by the largest whole factor that stays at or above it: every size a
     gallery asks for of one photo then needs the same decode. Other formats decode at full size.
     """
+    full = memory.FULL_SCALE
     own = own_scale(header, layout)
-    if own == FULL_SCALE:
-        return FULL_SCALE, 1
+    if own == full:
+        return full, 1
     long_edge = max(header.size)
-    shared = next((e for e in SCALES if -(-long_edge * e // FULL_SCALE) >= MIN_SHARED_EDGE_PX), FULL_SCALE)
-    eighths = max(own, shared) if shared < FULL_SCALE else own
+    shared = next((e for e in SCALES if -(-long_edge * e // full) >= MIN_SHARED_EDGE_PX), full)
+    eighths = max(own, shared) if shared < full else own
     return eighths, eighths // own
 
 
@@ -395,9 +395,9 @@ def own_scale(header: memory.Header, layout: Plan) -> int:
     """The coarsest DCT scale, in eighths, at which a JPEG still leaves ``DRAFT_MIN_RATIO`` decoded
     pixels per output pixel of ``layout``; full size (8) for other formats."""
     if header.format not in memory.JPEG_FORMATS:
-        return FULL_SCALE
+        return memory.FULL_SCALE
     ratio = 1.0 / layout.scale  # source pixels per output pixel
-    return next((e for e in SCALES if ratio * e / FULL_SCALE >= DRAFT_MIN_RATIO[e]), FULL_SCALE)
+    return next((e for e in SCALES if ratio * e / memory.FULL_SCALE >= DRAFT_MIN_RATIO[e]), memory.FULL_SCALE)
 
 
 # ---- pixel steps ----

@@ -10,16 +10,13 @@ from PIL import ExifTags, Image, ImageFile
 
 from thumbsvc.encoding import ALPHA_FORMATS
 from thumbsvc.geometry import REDUCING_GAP, Plan
-from thumbsvc.memory import JPEG_FORMATS, stored_bytes
+from thumbsvc.memory import FULL_SCALE, JPEG_FORMATS, stored_bytes
 from thumbsvc.options import RenderOptions
 
 # Chroma planes are box-reduced by the whole part of ratio / CHROMA_REDUCING_GAP, then resampled
 # to half the output size with CHROMA_FILTER.
 CHROMA_REDUCING_GAP = 1.25
 CHROMA_FILTER = Image.Resampling.BICUBIC
-
-# A decode at full size, in eighths (pipeline.SCALES).
-FULL_EIGHTHS = 8
 
 # Adobe APP14 transform 0: the three components are R, G, B, not Y, Cb, Cr.
 ADOBE_RGB_TRANSFORM = 0
@@ -76,19 +73,19 @@ def codes_ycbcr(image: Image.Image) -> bool:
 
 def draft_at(image: Image.Image, eighths: int, *, planar: bool = False) -> float:
     """Let the JPEG decoder scale to ``eighths``/8 (and with ``planar`` hand over YCbCr); return the scale."""
-    if image.format not in JPEG_FORMATS or (eighths == FULL_EIGHTHS and not planar):
+    if image.format not in JPEG_FORMATS or (eighths == FULL_SCALE and not planar):
         return 1.0
     width, height = image.size
     # Pillow's draft offers 1/1, 1/2, 1/4 and 1/8 (it picks the largest scale whose result is at least
     # the size asked for); 3/8 is asked for as 1/2 and then changed below.
-    denominator = 2 if eighths == 3 else FULL_EIGHTHS // eighths
+    denominator = 2 if eighths == 3 else FULL_SCALE // eighths
     size = (max(1, width // denominator), max(1, height // denominator)) if denominator > 1 else None
     drafted = image.draft("YCbCr" if planar else image.mode, size)
     if drafted is None:
         return 1.0
     if eighths == 3:
         _decode_at_three_eighths(image, (width, height))
-        return 3 / FULL_EIGHTHS
+        return 3 / FULL_SCALE
     # Pillow answers with the source's extent in decoded pixels: (0, 0, width / scale, height / scale).
     return drafted[1][2] / width
 
@@ -102,7 +99,7 @@ def _decode_at_three_eighths(image: Image.Image, size: tuple[int, int]) -> None:
     pixels, which the image's size and tile must say, as draft's own do for its scales.
     """
     assert isinstance(image, ImageFile.ImageFile) and len(image.tile) == 1
-    width, height = (-(-side * 3 // FULL_EIGHTHS) for side in size)
+    width, height = (-(-side * 3 // FULL_SCALE) for side in size)
     tile = image.tile[0]
     image.tile = [ImageFile._Tile(tile.codec_name, (0, 0, width, height), tile.offset, tile.args)]
     image._size = (width, height)
