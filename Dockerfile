@@ -19,7 +19,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY thumbsvc ./thumbsvc
 # A plain (non-editable) install: the package, its bundled samples and the `thumbsvc` script, with the s3
-# extra (obstore) for s3:// sources. Pillow's and obstore's wheels carry their own native libraries, so the
+# extra (obstore) for s3:// sources. Pillow's, blake3's and obstore's wheels carry their own native libraries, so the
 # image needs no system libraries.
 RUN "$VIRTUAL_ENV/bin/pip" install ".[s3]"
 
