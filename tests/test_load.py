@@ -113,7 +113,9 @@ def test_a_request_that_waits_past_the_queue_deadline_gets_503(
     settings_factory: Callable[..., Settings], signer: URLSigner
 ) -> None:
     # Decoded cache off: with it, the three sizes of one source would share one decode instead of queueing.
-    app = create_app(settings_factory(render_slots=1, queue_size=4, queue_timeout_s=0.2, decoded_cache_bytes=0))
+    # The deadline is a sixth of the first render (about 0.3 s), so requests that arrive a little
+    # after it (their connections are accepted one by one) still wait past it.
+    app = create_app(settings_factory(render_slots=1, queue_size=4, queue_timeout_s=0.05, decoded_cache_bytes=0))
     paths = [slow_path(signer, index) for index in range(3)]
     with serve_in_thread(app) as base:
         results = anyio.run(fetch_all, base, paths)
