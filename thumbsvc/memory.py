@@ -40,7 +40,6 @@ import functools
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 
 import anyio
 from PIL import Image
@@ -58,8 +57,6 @@ __all__ = [
     "render_bytes",
     "stored_bytes",
 ]
-
-T = TypeVar("T")
 
 JPEG_FORMATS = frozenset({"JPEG", "MPO"})
 # Pillow's storage per pixel; every mode not listed takes 4 bytes (RGB included).
