@@ -120,7 +120,7 @@ SUBSAMPLED_KINDS = frozenset({"jpeg", "webp", "avif"})
 FACTS_PREVIEW_PX = 100
 
 # Bump whenever a change to the pipeline changes its output: it is part of every ETag.
-RENDER_VERSION = "9"
+RENDER_VERSION = "10"
 
 
 @dataclass(frozen=True, slots=True)
