@@ -373,15 +373,19 @@ class HttpSource:
         if declared.isdigit() and int(declared) > limit:
             raise SourceTooLarge(f"Content-Length {declared} is over {limit} bytes")
         decoder = _decoder(response.headers.get("content-encoding", ""))
-        body = bytearray()
-        received = 0
+        # Kept as the chunks arrive and joined once: one copy of the body, where a growing buffer
+        # copied it as it grew and again into bytes.
+        parts: list[bytes] = []
+        received = kept = 0
         async for chunk in response.aiter_raw():
             received += len(chunk)
             if received > limit:
                 raise SourceTooLarge(f"body is over {limit} bytes")
-            body += decoder.decode(chunk, limit - len(body))
+            part = decoder.decode(chunk, limit - kept)
+            kept += len(part)
+            parts.append(part)
         decoder.finish()
-        return bytes(body)
+        return b"".join(parts)
 
     async def aclose(self) -> None:
         client, self._client = self._client, None

@@ -210,15 +210,17 @@ class S3Source:
         with map_store_errors(f"HEAD {what}"):
             meta = await obstore.head_async(store, key)
         self._check_size(meta["size"], what)
-        body = bytearray()
+        parts = []  # joined once: one copy of the body (as in the HTTP loader)
+        received = 0
         with map_store_errors(f"GET {what}"):
             result = await obstore.get_async(store, key)
             self._check_size(result.meta["size"], what)  # replaced by a larger object since the HEAD
             async for chunk in result.stream(min_chunk_size=CHUNK_BYTES):
-                if len(body) + len(chunk) > self.options.max_bytes:
+                received += len(chunk)
+                if received > self.options.max_bytes:
                     raise SourceTooLarge(f"{what}: body is over {self.options.max_bytes} bytes")
-                body += chunk
-        data = bytes(body)
+                parts.append(chunk)
+        data = b"".join(parts)
         etag = result.meta["e_tag"]
         return SourceImage(data, validator(etag)) if etag else SourceImage.of(data)
 
