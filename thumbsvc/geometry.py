@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 # Pillow's ``resize(reducing_gap=...)``: reduce by an integer factor first while the remaining ratio is
 # over this, then resample (the pipeline's resize; the memory estimate counts the reduced copy). 2, as
 # libvips leaves: from a shared 3/8 decode it box-reduces the mid sizes (400x300 of 8-24 MP) before
-# LANCZOS, 2-4 % less CPU a thumbnail for 0.03 dB of luma (docs/decisions.md, "Session 6").
+# LANCZOS: 1.3 % less CPU on W1, 2-5 % on gallery pages, for 0.03 dB of luma (docs/decisions.md, "Session 6").
 REDUCING_GAP = 2.0
 
 # Named gravities as anchor fractions (x, y) of the free space.
